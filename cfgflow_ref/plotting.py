@@ -1,0 +1,123 @@
+"""Figures for the notebooks: noisy-path snapshots, the GMM sanity-check panels, and
+sample grids per guidance scale. Functions return the matplotlib Figure (they never call
+``plt.show()``) so notebooks display them and scripts save them."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+import torch
+from torchvision.utils import make_grid, save_image
+
+from .data import unnormalize
+from .simulation import sample_cfg
+from .training import model_device
+
+
+def _grid_image(images: torch.Tensor, nrow: int) -> torch.Tensor:
+    """``(b, 1, h, w)`` in model space -> ``(H, W, 3)`` image in [0, 1] for imshow."""
+    return make_grid(unnormalize(images.detach().float().cpu()), nrow=nrow, padding=2,
+                     pad_value=1.0).permute(1, 2, 0)
+
+
+def plot_path_snapshots(path, z: torch.Tensor, times: Sequence[float], ncols: int = 3):
+    """One panel per time t: the batch ``z: (b, 1, 32, 32)`` pushed through p_t(x | z)."""
+    fig, axes = plt.subplots(1, len(times), figsize=(2.6 * len(times), 3), squeeze=False)
+    for ax, t in zip(axes[0], times):
+        xt = path.sample_conditional_path(z, torch.full((z.shape[0],), float(t), device=z.device))
+        ax.imshow(_grid_image(xt, ncols))
+        ax.set_title(f"t = {t:.2f}")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def plot_gmm_panels(gmm, model, guidance_scale: float = 1.0, n_per_mode: int = 250,
+                    num_steps: int = 100, null_label: Optional[int] = None):
+    """The GMM sanity check: target samples, CFG samples per mode, unguided samples."""
+    k = gmm.num_components
+    null_label = k if null_label is None else null_label
+    device = model_device(model)
+    palette = sns.color_palette("deep", k)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5), sharex=True, sharey=True)
+    x, labels = gmm.sample(n_per_mode * k)
+    for c in range(k):
+        pts = x[labels == c].cpu()
+        axes[0].scatter(pts[:, 0], pts[:, 1], s=4, color=palette[c], label=f"mode {c}")
+    axes[0].set_title("Target samples")
+    y = torch.arange(k, device=device).repeat_interleave(n_per_mode)
+    xs = sample_cfg(model, y, guidance_scale, num_steps, shape=(2,), null_label=null_label,
+                    solver="euler").cpu()
+    for c in range(k):
+        pts = xs[(y == c).cpu()]
+        axes[1].scatter(pts[:, 0], pts[:, 1], s=4, color=palette[c], label=f"y = {c}")
+    axes[1].set_title(f"Conditional samples, w = {guidance_scale:g}")
+    y_null = torch.full((n_per_mode * k,), null_label, device=device)
+    xs = sample_cfg(model, y_null, 1.0, num_steps, shape=(2,), null_label=null_label,
+                    solver="euler").cpu()
+    axes[2].scatter(xs[:, 0], xs[:, 1], s=4, color="gray", label="y = null")
+    axes[2].set_title("Unguided samples (null label)")
+    for ax in axes:
+        ax.legend(loc="upper right", markerscale=3, fontsize=8)
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def generate_class_grid(model, guidance_scale: float, samples_per_class: int = 8,
+                        num_steps: int = 30, null_label: int = 10, num_classes: int = 10,
+                        solver: str = "heun") -> torch.Tensor:
+    """Samples ``(num_classes * samples_per_class, 1, 32, 32)``, digit-major order."""
+    device = model_device(model)
+    y = torch.arange(num_classes, device=device).repeat_interleave(samples_per_class)
+    return sample_cfg(model, y, guidance_scale, num_steps, null_label=null_label, solver=solver)
+
+
+def plot_guidance_grids(model, guidance_scales: Sequence[float] = (1.0, 3.0, 5.0),
+                        samples_per_class: int = 8, num_steps: int = 30, null_label: int = 10):
+    """One panel per guidance scale; row r of each panel holds samples of digit r."""
+    fig, axes = plt.subplots(1, len(guidance_scales), figsize=(4.5 * len(guidance_scales), 5),
+                             squeeze=False)
+    for ax, w in zip(axes[0], guidance_scales):
+        imgs = generate_class_grid(model, w, samples_per_class, num_steps, null_label)
+        ax.imshow(_grid_image(imgs, samples_per_class))
+        ax.set_title(f"guidance w = {w:g}")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def save_sample_grids(model, output_dir: str, prefix: str = "samples",
+                      guidance_scales: Sequence[float] = (1.0, 3.0, 5.0),
+                      samples_per_class: int = 8, num_steps: int = 30,
+                      null_label: int = 10) -> list:
+    """Write ``{prefix}_w{w}.png`` (rows = digits 0-9) per guidance scale; returns the paths."""
+    paths = []
+    for w in guidance_scales:
+        imgs = generate_class_grid(model, w, samples_per_class, num_steps, null_label)
+        out = os.path.join(output_dir, f"{prefix}_w{w:g}.png")
+        save_image(unnormalize(imgs.float().cpu()), out, nrow=samples_per_class, padding=2,
+                   pad_value=1.0)
+        paths.append(out)
+    return paths
+
+
+def plot_losses(losses: Sequence[float], smooth: int = 50):
+    """Raw per-step loss and its running mean."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    loss = torch.tensor(losses, dtype=torch.float64)
+    ax.plot(loss.numpy(), alpha=0.3, label="per step")
+    if len(loss) >= smooth > 1:
+        ax.plot(range(smooth - 1, len(loss)), loss.unfold(0, smooth, 1).mean(1).numpy(),
+                label=f"mean of {smooth}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    return fig
