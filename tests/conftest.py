@@ -1,0 +1,52 @@
+"""Shared pytest setup for the cfgflow test suite.
+
+- One intra-op thread per test process: the machines are small and shared, and several
+  workers (``pytest -n 2``) oversubscribe the cores otherwise.
+- Every test starts from the same random seed (``torch``, ``random``, ``numpy``), so a
+  statistical test fails or passes the same way on every run.
+- ``mnist_root`` points the MNIST loaders at one cache directory (``$CFGFLOW_DATA`` or
+  ``/tmp/mnistcache``) so tests reuse the preprocessed tensors.
+- matplotlib uses the non-interactive Agg backend.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    torch.manual_seed(0)
+    try:
+        import numpy as np
+
+        np.random.seed(0)
+    except ImportError:  # numpy is a dependency, but seeding it is optional
+        pass
+    yield
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> str:
+    """Directory for MNIST caches, shared across tests and sessions."""
+    root = os.environ.get("CFGFLOW_DATA") or "/tmp/mnistcache"
+    os.makedirs(root, exist_ok=True)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close every matplotlib figure a test opened."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
