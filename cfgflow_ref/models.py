@@ -19,8 +19,13 @@ from einops import rearrange
 from .paths import check_time
 
 
-def _check_input(x: torch.Tensor, name: str, shape_doc: str, ndim: int, last: int = None):
-    if not isinstance(x, torch.Tensor) or x.dim() != ndim or (last is not None and x.shape[-1] != last):
+def _check_input(x: torch.Tensor, name: str, shape_doc: str, ndim: int, last: int = None,
+                 second: int = None):
+    """Raise a ValueError naming ``name`` unless ``x`` has ``ndim`` dims, ``x.shape[-1] == last``
+    and ``x.shape[1] == second`` (each check only when given)."""
+    ok = (isinstance(x, torch.Tensor) and x.dim() == ndim
+          and (last is None or x.shape[-1] == last) and (second is None or x.shape[1] == second))
+    if not ok:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} must have shape {shape_doc}, got {got}")
 
@@ -58,13 +63,17 @@ class MLPConditionalVectorField(ConditionalVectorField):
 
     def __init__(self, dim: int, hidden_dim: int, class_dim: int, num_classes: int):
         super().__init__()
+        self.dim = dim
         self.mlp = MLP([dim + class_dim + 1, hidden_dim, hidden_dim, dim])
         self.class_embedding = nn.Embedding(num_classes + 1, class_dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``x: (b, dim)``, ``t: (b,)``/``(b, 1, 1, 1)``, ``y: (b,)`` -> ``(b, dim)``."""
+        _check_input(x, "x", f"(b, {self.dim})", 2, self.dim)
         b = x.shape[0]
         t = check_time(t, b)
+        if not isinstance(y, torch.Tensor) or y.shape != (b,):
+            raise ValueError(f"y must have shape (b,) = ({b},), got {tuple(getattr(y, 'shape', ()))}")
         h = torch.cat([x, self.class_embedding(y), t[:, None]], dim=-1)  # (b, dim + class_dim + 1)
         return self.mlp(h)
 
@@ -193,7 +202,7 @@ class DiffusionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x: (b, n, d)``, ``c: (b, d)`` -> ``(b, n, d)``."""
-        _check_input(x, "x", f"(b, {self.n_tokens}, {self.dim})", 3, self.dim)
+        _check_input(x, "x", f"(b, {self.n_tokens}, {self.dim})", 3, self.dim, self.n_tokens)
         x = x + self.pos[None]  # out of place: never modify the caller's tensor
         for layer in self.layers:
             x = layer(x, c)
@@ -220,7 +229,7 @@ class Depatchifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(b, n, d)`` -> ``(b, 1, img, img)``."""
-        _check_input(x, "x", f"(b, {self.n_tokens}, {self.dim})", 3, self.dim)
+        _check_input(x, "x", f"(b, {self.n_tokens}, {self.dim})", 3, self.dim, self.n_tokens)
         x = self.mlp(self.norm(x))  # (b, n, f p p)
         x = rearrange(x, "b (h w) (f p1 p2) -> b f (h p1) (w p2)",
                       h=self.grid, p1=self.patch_size, p2=self.patch_size)
