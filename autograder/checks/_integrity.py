@@ -1,0 +1,62 @@
+"""Tamper resistance: what the checks rely on must be what it was at import time.
+
+A student cell can monkeypatch ``torch.allclose``, ``builtins.isinstance`` or this library's own
+functions. The checks never call ``torch.allclose``/``torch.testing`` (they use their own
+comparison, :func:`autograder.checks._core.max_err`), and before every check we verify that the
+torch and builtin functions the comparison uses are still the objects captured at import *and*
+still C functions (a patch made before this module was imported is caught by the type test).
+"""
+
+from __future__ import annotations
+
+import builtins
+import types
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+_C_TYPES = (types.BuiltinFunctionType, types.BuiltinMethodType, types.MethodDescriptorType,
+            types.WrapperDescriptorType, types.MethodWrapperType, type)
+
+_TORCH_FUNCS = ["allclose", "isclose", "equal", "cat", "stack", "abs", "randn", "rand", "randint",
+                "zeros", "ones", "where"]
+_TENSOR_METHODS = ["abs", "max", "min", "sum", "mean", "item", "__sub__", "__add__", "__mul__",
+                   "double", "detach", "clone", "reshape", "float", "__lt__", "__gt__", "__eq__"]
+_BUILTINS = ["abs", "isinstance", "issubclass", "len", "float", "int", "max", "min", "print",
+             "getattr", "hasattr", "type", "range", "sum", "any", "all", "round", "id"]
+
+
+def _lookup() -> Dict[str, object]:
+    found = {f"torch.{n}": getattr(torch, n) for n in _TORCH_FUNCS}
+    found.update({f"torch.Tensor.{n}": getattr(torch.Tensor, n) for n in _TENSOR_METHODS})
+    found.update({f"builtins.{n}": getattr(builtins, n) for n in _BUILTINS})
+    found["torch.testing.assert_close"] = torch.testing.assert_close
+    return found
+
+
+_CAPTURED = _lookup()
+_OWN: List[Tuple[object, str, Callable]] = []  # (module, attribute, original)
+
+
+def register_own(module, *names: str):
+    """Remember this library's own functions so a replacement is noticed."""
+    for name in names:
+        _OWN.append((module, name, getattr(module, name)))
+
+
+def tampering() -> List[str]:
+    """Names of replaced functions (empty when nothing was patched)."""
+    problems = []
+    now = _lookup()
+    for name, obj in now.items():
+        if obj is not _CAPTURED[name]:
+            problems.append(name)
+        elif not isinstance(obj, _C_TYPES):
+            # Python-level torch functions (manual_seed, assert_close): must still live in torch
+            home = name.rsplit(".", 1)[0].split(".")[0]
+            if not str(getattr(obj, "__module__", "")).startswith(home):
+                problems.append(name)
+    for module, name, original in _OWN:
+        if getattr(module, name, None) is not original:
+            problems.append(f"{module.__name__}.{name}")
+    return problems
