@@ -127,7 +127,8 @@ def expect_shape(out, shape, what: str = "output", hint: str = ""):
     if not isinstance(out, torch.Tensor):
         raise Fail(f"{what} should be a tensor of shape {tuple(shape)}, got {type(out).__name__}")
     if tuple(out.shape) != tuple(shape):
-        raise Fail(f"{what} has shape {tuple(out.shape)}, expected {tuple(shape)}" + (f" ({hint})" if hint else ""))
+        extra = f" ({hint})" if hint else ""
+        raise Fail(f"{what} has shape {tuple(out.shape)}, expected {tuple(shape)}{extra}")
 
 
 def describe_exception(e: BaseException, hints: Dict[str, str]) -> str:
@@ -156,11 +157,13 @@ def rerandomize(module: nn.Module, seed: int, skip=()):
         if p.dim() >= 2:
             fan_in = max(1, p[0].numel())
             p.copy_(r / fan_in**0.5)
-        elif isinstance(_owner(module, name), (nn.LayerNorm, nn.GroupNorm, getattr(nn, "RMSNorm", nn.LayerNorm))) \
-                and name.endswith("weight"):
+        elif isinstance(_owner(module, name), _NORMS) and name.endswith("weight"):
             p.copy_(1 + 0.1 * r)
         else:
             p.copy_(0.3 * r)
+
+
+_NORMS = (nn.LayerNorm, nn.GroupNorm, getattr(nn, "RMSNorm", nn.LayerNorm))
 
 
 def _owner(module: nn.Module, param_name: str) -> nn.Module:

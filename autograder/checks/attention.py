@@ -33,6 +33,9 @@ _SPLITS = ["(three h hd)", "(h three hd)", "(h hd three)", "(three hd h)"]
 _HEADS = ["(h hd)", "(hd h)"]
 
 
+_NO_OUT = "missing output projection: apply the output Linear(dim, dim) to the merged heads"
+
+
 def _attend(q, k, v, scale, axis=-1):
     """``q, k, v: (b, h, n, hd)`` -> ``(b, h, n, hd)``."""
     return (q @ k.transpose(-2, -1) * scale).softmax(dim=axis) @ v
@@ -90,7 +93,8 @@ def _values(ctx):
         raise Fail("no projections found: use a fused nn.Linear(dim, 3 * dim) or separate "
                    "nn.Linear(dim, dim) for q, k, v, plus an output nn.Linear(dim, dim)")
     found = {}
-    for h_used, hmsg in ((heads, None), (1, "heads ignored: split q, k, v into `heads` heads of size dim // heads")):
+    one_head = "heads ignored: split q, k, v into `heads` heads of size dim // heads"
+    for h_used, hmsg in ((heads, None), (1, one_head)):
         for _, qkv, proj in cands:
             for split in _HEADS:
                 try:
@@ -103,8 +107,7 @@ def _values(ctx):
                     if close(out, final, 1e-4):
                         if key == "ok" and proj is not None and hmsg is None:
                             return
-                        found.setdefault("msg", hmsg or msg or (
-                            "missing output projection: apply the output Linear(dim, dim) to the merged heads"))
+                        found.setdefault("msg", hmsg or msg or _NO_OUT)
     if "msg" in found:
         raise Fail(found["msg"])
     raise Fail("values differ from multi-head attention computed with your projections "
@@ -124,7 +127,8 @@ def _equivariant(ctx):
     x = torch.randn(2, n, dim)
     perm = torch.roll(torch.arange(n), 1)
     if not close(model(x[:, perm]), model(x)[:, perm], 1e-4):
-        raise Fail("permuting the tokens does not permute the output: heads split/merged in a scrambled order "
+        raise Fail("permuting the tokens does not permute the output: heads split/merged in a scrambled "
+                   "order "
                    "(view(b, h, n, hd) without transpose mixes tokens; use view(b, n, h, hd).transpose(1, 2) "
                    "or rearrange)")
 
@@ -144,7 +148,8 @@ PART = Part(
     [
         SubCheck("shape", "output shape (b, n, d)", 1, _shape),
         SubCheck("values", "multi-head attention recomputed with your projections", 2, _values),
-        SubCheck("equivariant", "permuting tokens permutes the output (heads split per token)", 0.5, _equivariant),
+        SubCheck("equivariant", "permuting tokens permutes the output (heads split per token)", 0.5,
+                 _equivariant),
         SubCheck("batch", "works at batch size 1 and treats samples independently", 0.5, _batch),
     ],
     _config,

@@ -48,7 +48,8 @@ class _Path(nn.Module):
     @staticmethod
     def _t(t, z):
         if not isinstance(t, torch.Tensor) or t.numel() != z.shape[0]:
-            raise Fail(f"t passed to the path has shape {tuple(getattr(t, 'shape', ()))}, expected (b,) = ({z.shape[0]},)")
+            got = tuple(getattr(t, "shape", ()))
+            raise Fail(f"t passed to the path has shape {got}, expected (b,) = ({z.shape[0]},)")
         return t.reshape(-1, *([1] * (z.dim() - 1)))
 
     def sample_conditioning_variable(self, num_samples):
@@ -145,7 +146,8 @@ def _loss_value(ctx):
     for value, msg in wrong:
         if close(got, value.reshape(()), 1e-4):
             raise Fail(msg)
-    raise Fail(f"loss {float(got):.6g} differs from mean((model(x, t, y) - u_t(x | z))^2) = {float(want):.6g}")
+    raise Fail(f"loss {float(got):.6g} differs from mean((model(x, t, y) - u_t(x | z))^2) = "
+               f"{float(want):.6g}")
 
 
 def _labels(ctx):
@@ -165,8 +167,10 @@ def _labels(ctx):
         raise Fail(f"mask inverted: {frac:.2f} of the labels were nulled, expected eta = {eta} "
                    "(use torch.rand(b) < eta)")
     if frac == 0.0:
-        raise Fail(f"no label was replaced by the null label {null}: with probability eta set y to null_label")
-    raise Fail(f"{frac:.2f} of the labels were nulled, expected eta = {eta} (one independent draw per sample)")
+        raise Fail(f"no label was replaced by the null label {null}: with probability eta set y to "
+                   "null_label")
+    raise Fail(f"{frac:.2f} of the labels were nulled, expected eta = {eta} (one independent draw per "
+               "sample)")
 
 
 def _times(ctx):
@@ -183,7 +187,8 @@ def _times(ctx):
     if float(t.max()) > 1 - eps + 1e-6:
         raise Fail(f"t reaches {float(t.max()):.3f} > 1 - eps = {1 - eps}: draw t ~ U[0, 1 - eps) "
                    "(the target divides by beta_t = 0 at t = 1)")
-    if float(t.max()) < 0.9 * (1 - eps) or float(t.min()) > 0.1 or abs(float(t.mean()) - (1 - eps) / 2) > 0.04:
+    spread = float(t.max()) < 0.9 * (1 - eps) or float(t.min()) > 0.1
+    if spread or abs(float(t.mean()) - (1 - eps) / 2) > 0.04:
         raise Fail(f"t is not uniform on [0, 1 - eps): min {float(t.min()):.3f}, mean {float(t.mean()):.3f}, "
                    f"max {float(t.max()):.3f}")
     if len(set(t.tolist())) < b // 2:
@@ -207,12 +212,14 @@ def _device(ctx):
 PART = Part(
     "cfg_loss",
     [
-        SubCheck("loss", "loss = mean((model(x, t, y) - u_t(x | z))^2) from the sampled x, z, t", 2, _loss_value),
-        SubCheck("labels", "labels replaced by null_label with probability eta, others unchanged", 1, _labels),
+        SubCheck("loss", "loss = mean((model(x, t, y) - u_t(x | z))^2) from the sampled x, z, t", 2,
+                 _loss_value),
+        SubCheck("labels", "labels replaced by null_label with probability eta, others unchanged", 1,
+                 _labels),
         SubCheck("times", "t of shape (b,), uniform on [0, 1 - eps)", 1, _times),
         SubCheck("device", "mask and t created on the data's device", 0.5, _device),
     ],
     _config,
     {"not on the expected device": "create the mask / t on the labels' device (device=y.device)",
-     "unexpected keyword": "keep the constructor signature CFGTrainer(path, eta, null_label, eps=1e-3, **kwargs)"},
+     "unexpected keyword": "keep the signature CFGTrainer(path, eta, null_label, eps=1e-3, **kwargs)"},
 )

@@ -132,7 +132,8 @@ def _gate_probe(ctx):
         hooks.values = {}
         base = layer(x, c)
         if not close(base, x, 1e-6):
-            raise Fail("with all modulation values zero the layer is not the identity: gates unused - multiply "
+            raise Fail("with all modulation values zero the layer is not the identity: gates unused - "
+                       "multiply "
                        "each branch by its gate")
         effect = {}
         for blk in hooks.blocks():
@@ -175,7 +176,8 @@ def _modulation(ctx):
                 continue
             hooks.values = {**opened, blk: 0.7}
             if max_err(layer(x, c), base) < 1e-6:
-                raise Fail("a shift/scale block of the conditioning output is unused: modulate the normalised "
+                raise Fail("a shift/scale block of the conditioning output is unused: modulate the "
+                           "normalised "
                            "input of both branches, x * (1 + scale) + shift")
     finally:
         hooks.remove()
@@ -246,7 +248,8 @@ def _pos(model, n, d):
     for p in model.parameters():
         if p.numel() == n * d and p.dim() in (2, 3) and tuple(p.shape[-2:]) == (n, d):
             return p
-    raise Fail(f"no positional encoding found: add a learned nn.Parameter of shape (n_tokens, dim) = ({n}, {d})")
+    raise Fail(f"no positional encoding found: add a learned nn.Parameter of shape (n_tokens, dim) = "
+               f"({n}, {d})")
 
 
 def _layers(model, depth):
@@ -389,7 +392,8 @@ def _mnull(ctx):
     try:
         out = model(x, t, torch.full((b,), 10, dtype=torch.long))
     except IndexError as e:
-        raise Fail(f"null label 10 fails ({e}): the label embedding needs 11 rows, nn.Embedding(11, dim)") from e
+        raise Fail(f"null label 10 fails ({e}): the label embedding needs 11 rows, "
+                   "nn.Embedding(11, dim)") from e
     expect_shape(out, (b, 1, 32, 32))
 
 

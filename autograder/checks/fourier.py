@@ -122,7 +122,8 @@ PART = Part(
     [
         SubCheck("shape", "output shape (b, dim) for t of shape (b,)", 1, _shape),
         SubCheck("values", "values [cos(2 pi w t), sin(2 pi w t)] with your weights", 2, _values),
-        SubCheck("learnable", "weights an nn.Parameter of dim/2 entries that receives gradients", 1, _learnable),
+        SubCheck("learnable", "weights an nn.Parameter of dim/2 entries that receives gradients", 1,
+                 _learnable),
         SubCheck("t_shapes", "t of shape (b, 1, 1, 1) gives the same result as (b,)", 0.5, _t_shapes),
         SubCheck("batch1", "works at batch size 1", 0.5, _batch1),
     ],

@@ -101,7 +101,8 @@ def _null(ctx):
     try:
         out = model(x, t, y)
     except IndexError as e:
-        raise Fail(f"null label {ctx['num_classes']} fails ({e}): the embedding needs num_classes + 1 rows") from e
+        raise Fail(f"null label {ctx['num_classes']} fails ({e}): the embedding needs num_classes + 1 "
+                   "rows") from e
     expect_shape(out, (ctx["b"], ctx["dim"]))
     y2 = torch.zeros_like(y)
     if close(model(x, t, y2), out, 1e-7):

@@ -82,7 +82,9 @@ def _probe(ctx):
 
 def _pmap(ctx):
     _, kernels, bias = _probe(ctx)
-    if not close(kernels, kernels[:1].expand_as(kernels), 1e-4) or not close(bias, bias[:1].expand_as(bias), 1e-4):
+    same = close(kernels, kernels[:1].expand_as(kernels), 1e-4)
+    same = same and close(bias, bias[:1].expand_as(bias), 1e-4)
+    if not same:
         raise Fail("patches are mapped by different linear maps: every patch shares one kernel "
                    "(Conv2d with stride p, or one Linear applied to every flattened patch)")
 
