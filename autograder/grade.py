@@ -1,0 +1,640 @@
+"""Parallel batch autograding with nbgrader.
+
+``python -m autograder.grade SUBMISSIONS_DIR --assignment 01_cfg --workers N --out OUTDIR``
+
+How it works (see docs/grading.md for the instructor's view):
+
+1. The parent builds a *template* nbgrader course once: ``source/{assignment}/`` copied from the
+   instructor's source (``solutions/`` by default) and ``nbgrader generate_assignment`` run on it,
+   which records every grade cell, locked cell and hidden test in a template ``gradebook.db``.
+2. Every submission is graded in its own private copy of that course (own ``gradebook.db``), by a
+   separate ``python -m autograder.grade --worker-job JOB.json`` process started through
+   :func:`autograder.sandbox.run_limited` (time-out and memory cap for the whole process tree,
+   Jupyter kernel included). ``N`` such processes run at once. No SQLite file is ever written by two
+   processes: each worker owns its database, and the parent merges serially at the end.
+3. Inside the worker: the notebook is read, repaired (``autograder.repair.repair_submission``
+   restores lost or duplicated nbgrader metadata), placed at
+   ``submitted/{student}/{assignment}/{notebook}.ipynb``, and ``nbgrader autograde`` +
+   ``generate_feedback`` run through nbgrader's Python API. nbgrader overwrites locked and test
+   cells (hidden tests included) from the gradebook, so the tests come from the instructor's
+   source, never from the student's file. The worker writes per-cell scores as JSON.
+4. The parent collects results (any order), then serially writes ``OUTDIR/grades.csv``,
+   ``OUTDIR/feedback/{student}.html`` and ``OUTDIR/gradebook.db`` (the template gradebook with
+   every student's grades merged in through nbgrader's ``Gradebook`` API).
+
+A submission that cannot be read, crashes the grader, times out or is killed for memory still gets
+a row: 0 for every cell not graded and a ``status`` / ``reason``. Results do not depend on the
+number of workers (rows sorted by student; each grading is independent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import html
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from autograder.sandbox import run_limited
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SOURCE = REPO_ROOT / "solutions"
+COURSE_ID = "cfgflow"
+
+# stderr output nbgrader should ignore in graded cells. nbgrader 0.9 zeroes a grade cell that
+# wrote *anything* to stderr; a deprecation warning from torch or a tqdm bar must not cost points.
+# IgnorePattern drops a whole stderr output whose text matches (re.search); errors (tracebacks)
+# are separate "error" outputs and are never affected.
+DEFAULT_IGNORE_PATTERN = (
+    r"(?m)(?:^|\s)(?:\w+\.)*(?:UserWarning|FutureWarning|DeprecationWarning|"
+    r"PendingDeprecationWarning|RuntimeWarning|ResourceWarning)\b"
+    r"|^\s*\d+%\|"  # tqdm progress bars
+)
+
+STATUS_OK = "ok"
+
+
+@dataclass
+class GradeConfig:
+    """Everything the engine needs; the CLI flags map one to one onto these fields."""
+
+    assignment: str = "01_cfg"
+    source_dir: Path = DEFAULT_SOURCE  # holds {assignment}/{notebook}.ipynb (nbgrader source)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    cell_timeout_s: int = 300  # nbgrader Execute.timeout, per cell
+    submission_timeout_s: float = 1200.0  # whole worker process (kernel start + all cells)
+    mem_mb: int = 4096  # cap on the summed resident memory of the worker process tree
+    threads_per_worker: Optional[int] = None  # torch/OMP threads; default cpu_count // workers
+    repair: bool = True
+    ignore_pattern: str = DEFAULT_IGNORE_PATTERN
+    progress: bool = True
+    keep_workdirs: bool = False
+    workdir: Optional[Path] = None  # where private course copies go; default a temp dir
+
+    def __post_init__(self) -> None:
+        self.source_dir = Path(self.source_dir)
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.cell_timeout_s <= 0 or self.submission_timeout_s <= 0:
+            raise ValueError("cell_timeout_s and submission_timeout_s must be positive")
+
+    def threads(self) -> int:
+        if self.threads_per_worker:
+            return self.threads_per_worker
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+@dataclass
+class CellInfo:
+    notebook: str
+    grade_id: str
+    max_score: float
+
+
+@dataclass
+class StudentResult:
+    """One student's outcome. ``scores`` maps ``"{notebook}/{grade_id}"`` to points."""
+
+    student: str
+    status: str = STATUS_OK  # ok | unreadable | no_submission | error | timeout | memory | crash
+    reason: str = ""
+    scores: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    feedback_html: Optional[str] = None
+    wall_s: float = 0.0
+
+    def total(self) -> float:
+        return float(sum(self.scores.values()))
+
+
+# --------------------------------------------------------------------------------------------
+# nbgrader configuration
+
+
+def nbgrader_config(course_root: Path, cfg: GradeConfig):
+    """A traitlets Config for a private course at ``course_root``.
+
+    The instructor's ``autograder/nbgrader_config.py`` is loaded first when present (so settings
+    such as ``ClearSolutions.code_stub`` stay in one place); the course layout and the grading
+    limits from ``cfg`` then override it.
+    """
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    c = Config()
+    shared = REPO_ROOT / "autograder" / "nbgrader_config.py"
+    if shared.exists():
+        try:
+            c.merge(PyFileConfigLoader(shared.name, path=str(shared.parent)).load_config())
+        except Exception as exc:  # a broken shared config must not stop grading
+            print(f"warning: ignoring {shared}: {exc}", file=sys.stderr)
+    c.CourseDirectory.root = str(course_root)
+    c.CourseDirectory.course_id = COURSE_ID
+    for trait in ("source_directory", "release_directory", "submitted_directory",
+                  "autograded_directory", "feedback_directory"):
+        c.CourseDirectory[trait] = {"source_directory": "source",
+                                    "release_directory": "release",
+                                    "submitted_directory": "submitted",
+                                    "autograded_directory": "autograded",
+                                    "feedback_directory": "feedback"}[trait]
+    c.CourseDirectory.db_url = f"sqlite:///{course_root / 'gradebook.db'}"
+    c.Execute.timeout = int(cfg.cell_timeout_s)
+    c.ExecutePreprocessor.timeout = int(cfg.cell_timeout_s)  # older nbgrader (issue #1463)
+    c.IgnorePattern.enabled = bool(cfg.ignore_pattern)
+    c.IgnorePattern.pattern = cfg.ignore_pattern
+    c.OverwriteCells.add_missing_cells = True  # re-add deleted grade/test cells
+    c.Autograde.create_student = True
+    c.NbGraderAPI.log_level = "WARN"
+    return c
+
+
+def _api(course_root: Path, cfg: GradeConfig):
+    from nbgrader.apps import NbGraderAPI
+
+    return NbGraderAPI(config=nbgrader_config(course_root, cfg))
+
+
+# --------------------------------------------------------------------------------------------
+# submissions and the template course
+
+
+def source_notebooks(cfg: GradeConfig) -> list[Path]:
+    src = cfg.source_dir / cfg.assignment
+    nbs = sorted(p for p in src.glob("*.ipynb") if not p.name.startswith("."))
+    if not nbs:
+        raise FileNotFoundError(
+            f"source_dir: no notebook in {src} (expected {src}/{cfg.assignment}.ipynb)")
+    return nbs
+
+
+def find_submissions(submissions_dir: Path, assignment: str,
+                     notebook_names: list[str]) -> dict[str, list[Path]]:
+    """Map each student to their submitted notebook files.
+
+    Accepted layouts, per student folder ``{student}/``:
+      * ``{student}/{assignment}.ipynb`` (or ``{notebook}.ipynb``),
+      * nbgrader's ``{student}/{assignment}/*.ipynb``,
+      * any single ``.ipynb`` in either place (a renamed file: ``Copy of 01_cfg (3).ipynb``).
+    A student folder with no notebook maps to ``[]`` (graded as missing, score 0).
+    """
+    submissions_dir = Path(submissions_dir)
+    if not submissions_dir.is_dir():
+        raise NotADirectoryError(f"SUBMISSIONS_DIR {submissions_dir} is not a directory")
+    found: dict[str, list[Path]] = {}
+    for sdir in sorted(p for p in submissions_dir.iterdir() if p.is_dir()):
+        if sdir.name.startswith("."):
+            continue
+        inner = sdir / assignment
+        candidates = []
+        for where in (inner, sdir):
+            if where.is_dir():
+                candidates = sorted(p for p in where.glob("*.ipynb")
+                                    if not p.name.startswith(".") and p.is_file())
+                if candidates:
+                    break
+        if not candidates:
+            found[sdir.name] = []
+            continue
+        named = [p for p in candidates if p.stem in notebook_names]
+        if not named and candidates[0].stem == assignment:
+            named = candidates[:1]
+        if named:
+            found[sdir.name] = named
+        elif len(candidates) == 1:
+            found[sdir.name] = candidates  # renamed, but the only notebook
+        else:
+            found[sdir.name] = candidates  # ambiguous; the worker reports it
+    return found
+
+
+def build_template(cfg: GradeConfig, root: Path) -> tuple[Path, list[CellInfo]]:
+    """Create the template course at ``root/template`` and return it with its grade cells."""
+    import nbformat
+
+    template = root / "template"
+    src = cfg.source_dir / cfg.assignment
+    shutil.copytree(src, template / "source" / cfg.assignment,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    api = _api(template, cfg)
+    res = api.generate_assignment(cfg.assignment, force=True, create=True)
+    if not res.get("success", False):
+        raise RuntimeError(f"nbgrader generate_assignment failed for {cfg.assignment}:\n"
+                           f"{res.get('error', '')}\n{res.get('log', '')}")
+    cells = []
+    for nb_path in source_notebooks(cfg):
+        nb = nbformat.read(str(nb_path), as_version=4)
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade"):
+                cells.append(CellInfo(nb_path.stem, meta["grade_id"], float(meta.get("points", 0))))
+    return template, cells
+
+
+# --------------------------------------------------------------------------------------------
+# the worker (runs in its own process, inside run_limited)
+
+
+def _worker_main(job_path: Path) -> int:
+    """Autograde one student in a private course; write ``result.json`` next to the job."""
+    job = json.loads(Path(job_path).read_text())
+    cfg = GradeConfig(**{k: v for k, v in job["cfg"].items()
+                         if k in {f.name for f in dataclasses.fields(GradeConfig)}})
+    course = Path(job["course"])
+    student, assignment = job["student"], cfg.assignment
+    out = {"status": STATUS_OK, "reason": "", "scores": {}, "notes": [], "feedback_html": None}
+    result_path = Path(job["result"])
+
+    def finish() -> int:
+        result_path.write_text(json.dumps(out))
+        return 0
+
+    import nbformat
+
+    submitted = [Path(p) for p in job["submission"]]
+    src_nbs = {Path(p).stem: Path(p) for p in job["source_notebooks"]}
+    if not submitted:
+        out.update(status="no_submission", reason="no .ipynb file found in the student's folder")
+        return finish()
+    if len(submitted) > 1 and not all(p.stem in src_nbs for p in submitted):
+        names = ", ".join(p.name for p in submitted)
+        out.update(status="unreadable",
+                   reason=f"several notebooks and none named as expected ({names})")
+        return finish()
+    dest_dir = course / "submitted" / student / assignment
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    for path in submitted:
+        name = path.stem if path.stem in src_nbs else next(iter(src_nbs))
+        if name != path.stem:
+            out["notes"].append(f"notebook '{path.name}' graded as '{name}.ipynb'")
+        try:
+            nb = nbformat.read(str(path), as_version=4)
+        except Exception as exc:
+            out.update(status="unreadable", reason=f"cannot read '{path.name}' as a notebook: {exc}")
+            return finish()
+        if cfg.repair:
+            repair = _load_repair()
+            if repair is not None:
+                try:
+                    source_nb = nbformat.read(str(src_nbs[name]), as_version=4)
+                    nb, notes = repair(nb, source_nb)
+                    out["notes"].extend(str(n) for n in notes)
+                except Exception as exc:
+                    out["notes"].append(f"metadata repair failed ({type(exc).__name__}: {exc}); "
+                                        "graded as submitted")
+        nbformat.write(nb, str(dest_dir / f"{name}.ipynb"))
+
+    api = _api(course, cfg)
+    res = api.autograde(assignment, student, force=True, create=True)
+    if not res.get("success", False):
+        out.update(status="error",
+                   reason="nbgrader autograde failed: " + _tail(res.get("error") or res.get("log"), 1500))
+    # scores: whatever the gradebook holds (also after a partial failure)
+    try:
+        out["scores"] = _scores_from_gradebook(course, assignment, student)
+    except Exception as exc:
+        out["scores"] = {}
+        if out["status"] == STATUS_OK:
+            out.update(status="error", reason=f"no grades recorded: {exc}")
+    out["notes"].extend(_execution_notes(course, assignment, student, cfg))
+    if out["scores"]:
+        fb = api.generate_feedback(assignment, student, force=True)
+        htmls = sorted((course / "feedback" / student / assignment).glob("*.html"))
+        if fb.get("success", False) and htmls:
+            out["feedback_html"] = "\n".join(h.read_text(encoding="utf-8") for h in htmls)
+        else:
+            out["notes"].append("feedback generation failed: " + _tail(fb.get("error") or fb.get("log"), 500))
+    return finish()
+
+
+def _load_repair():
+    try:
+        from autograder.repair import repair_submission
+    except ImportError:  # the repair module is optional
+        return None
+    return repair_submission
+
+
+def _tail(text: Optional[str], n: int) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= n else "..." + text[-n:]
+
+
+def _scores_from_gradebook(course: Path, assignment: str, student: str) -> dict:
+    from nbgrader.api import Gradebook
+
+    scores = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
+        sub = gb.find_submission(assignment, student)
+        for nb in sub.notebooks:
+            for g in nb.grades:
+                scores[f"{nb.name}/{g.name}"] = float(g.score or 0.0)
+    return scores
+
+
+def _execution_notes(course: Path, assignment: str, student: str, cfg: GradeConfig) -> list:
+    """Name the cells that hit the per-cell time-out, from the autograded notebook."""
+    import nbformat
+
+    notes = []
+    for path in sorted((course / "autograded" / student / assignment).glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        for i, cell in enumerate(nb.cells):
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError":
+                    gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", f"cell {i}")
+                    notes.append(f"{path.stem}: '{gid}' stopped after the {cfg.cell_timeout_s} s "
+                                 "per-cell time-out")
+    return notes
+
+
+# --------------------------------------------------------------------------------------------
+# running the workers
+
+
+def _worker_env(cfg: GradeConfig, course: Path) -> dict:
+    env = dict(os.environ)
+    n = str(cfg.threads())
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[k] = n
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["JUPYTER_RUNTIME_DIR"] = str(course / ".runtime")
+    env["MPLBACKEND"] = "Agg"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("NBGRADER_EXECUTION", None)  # nbgrader sets it to 'autograde' around execution
+    return env
+
+
+def grade_one(student: str, files: list[Path], template: Path, src_nbs: list[Path],
+              cfg: GradeConfig, work_root: Path, index: int) -> StudentResult:
+    """Grade one student in a private copy of the template course (parent side)."""
+    t0 = time.perf_counter()
+    course = work_root / f"{index:05d}"
+    shutil.copytree(template, course, ignore=shutil.ignore_patterns("release"))
+    job = {
+        "cfg": {k: (str(v) if isinstance(v, Path) else v)
+                for k, v in dataclasses.asdict(cfg).items() if k != "workdir"},
+        "course": str(course), "student": student,
+        "submission": [str(p.resolve()) for p in files],
+        "source_notebooks": [str(p.resolve()) for p in src_nbs],
+        "result": str(course / "result.json"),
+    }
+    (course / "job.json").write_text(json.dumps(job))
+    res = run_limited([sys.executable, "-m", "autograder.grade", "--worker-job",
+                          str(course / "job.json")],
+                         timeout_s=cfg.submission_timeout_s, mem_mb=cfg.mem_mb,
+                         cwd=str(course), env=_worker_env(cfg, course))
+    out = StudentResult(student)
+    rpath = course / "result.json"
+    if res.timed_out:
+        out.status, out.reason = "timeout", (
+            f"grading stopped after the {cfg.submission_timeout_s:g} s per-submission time-out")
+    elif res.mem_exceeded:
+        out.status, out.reason = "memory", f"killed: memory limit of {cfg.mem_mb} MB exceeded"
+    elif rpath.exists():
+        r = json.loads(rpath.read_text())
+        out.status, out.reason = r["status"], r["reason"]
+        out.scores, out.notes, out.feedback_html = r["scores"], r["notes"], r["feedback_html"]
+    else:
+        out.status = "crash"
+        out.reason = f"grader process exited with code {res.returncode}: {_tail(res.stderr, 1500)}"
+    if out.status in ("timeout", "memory", "crash") and res.stderr:
+        out.notes.append("grader stderr (tail): " + _tail(res.stderr, 800))
+    out.wall_s = time.perf_counter() - t0
+    if not cfg.keep_workdirs:
+        shutil.rmtree(course, ignore_errors=True)
+    return out
+
+
+def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional[Path] = None,
+                      students: Optional[list[str]] = None) -> tuple[list[StudentResult], list[CellInfo]]:
+    """Grade every student under ``submissions_dir``; write outputs to ``out_dir`` if given.
+
+    Returns the results sorted by student, and the grade cells (in notebook order).
+    """
+    src_nbs = source_notebooks(cfg)
+    subs = find_submissions(Path(submissions_dir), cfg.assignment, [p.stem for p in src_nbs])
+    if students is not None:
+        subs = {s: subs[s] for s in students}
+    own_tmp = cfg.workdir is None
+    root = Path(tempfile.mkdtemp(prefix="cfgflow-grade-")) if own_tmp else Path(cfg.workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        template, cells = build_template(cfg, root)
+        work_root = root / "work"
+        work_root.mkdir()
+        results: list[StudentResult] = []
+        bar = _progress(len(subs), cfg)
+        with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+            futs = {pool.submit(grade_one, s, f, template, src_nbs, cfg, work_root, i): s
+                    for i, (s, f) in enumerate(sorted(subs.items()))}
+            for fut in as_completed(futs):
+                s = futs[fut]
+                try:
+                    results.append(fut.result())
+                except Exception:  # an engine bug for one student must not lose the batch
+                    reason = "engine error: " + _tail(traceback.format_exc(), 1500)
+                    results.append(StudentResult(s, status="crash", reason=reason))
+                bar.update(1)
+        bar.close()
+        results.sort(key=lambda r: r.student)
+        _fill_missing(results, cells)
+        if out_dir is not None:
+            write_outputs(Path(out_dir), results, cells, cfg, template)
+        return results, cells
+    finally:
+        if own_tmp and not cfg.keep_workdirs:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _progress(total: int, cfg: GradeConfig):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None or not cfg.progress:
+        class _Null:
+            def update(self, n):
+                pass
+
+            def close(self):
+                pass
+        return _Null()
+    return tqdm(total=total, desc=f"autograde {cfg.assignment}", unit="sub", file=sys.stderr)
+
+
+def _fill_missing(results: list[StudentResult], cells: list[CellInfo]) -> None:
+    """Every student gets every grade cell; cells not graded score 0."""
+    for r in results:
+        full = {}
+        for c in cells:
+            key = f"{c.notebook}/{c.grade_id}"
+            full[key] = float(r.scores.get(key, 0.0))
+        r.scores = full
+
+
+# --------------------------------------------------------------------------------------------
+# outputs (parent, serial)
+
+
+def write_outputs(out_dir: Path, results: list[StudentResult], cells: list[CellInfo],
+                  cfg: GradeConfig, template: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(out_dir / "grades.csv", results, cells, cfg.assignment)
+    fb_dir = out_dir / "feedback"
+    fb_dir.mkdir(exist_ok=True)
+    for r in results:
+        (fb_dir / f"{r.student}.html").write_text(feedback_page(r, cells, cfg.assignment), encoding="utf-8")
+    merge_gradebook(out_dir / "gradebook.db", template / "gradebook.db", results, cells, cfg.assignment)
+
+
+def csv_columns(cells: list[CellInfo]) -> list[str]:
+    multi = len({c.notebook for c in cells}) > 1
+    return [f"{c.notebook}/{c.grade_id}" if multi else c.grade_id for c in cells]
+
+
+def write_csv(path: Path, results: list[StudentResult], cells: list[CellInfo], assignment: str) -> None:
+    """``student, assignment, <one column per grade cell>, total, max_total, status, reason, notes``."""
+    cols = csv_columns(cells)
+    max_total = sum(c.max_score for c in cells)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["student", "assignment", *cols, "total", "max_total", "status", "reason", "notes"])
+        w.writerow(["(max)", assignment, *[_fmt(c.max_score) for c in cells],
+                    _fmt(max_total), _fmt(max_total), "", "", ""])
+        for r in results:
+            w.writerow([r.student, assignment,
+                        *[_fmt(r.scores[f"{c.notebook}/{c.grade_id}"]) for c in cells],
+                        _fmt(r.total()), _fmt(max_total), r.status, r.reason, " | ".join(r.notes)])
+
+
+def _fmt(x: float) -> str:
+    return f"{round(float(x), 4):g}"
+
+
+def feedback_page(r: StudentResult, cells: list[CellInfo], assignment: str) -> str:
+    """nbgrader's feedback HTML with a box of our notes on top (or a plain page if none)."""
+    items = []
+    if r.status != STATUS_OK:
+        items.append(f"<li><b>{html.escape(r.status)}</b>: {html.escape(r.reason)}</li>")
+    items += [f"<li>{html.escape(n)}</li>" for n in r.notes]
+    total = sum(c.max_score for c in cells)
+    box = (f'<div id="cfgflow-grading-notes" style="border:2px solid #c60;padding:8px;margin:8px">'
+           f"<h3>{html.escape(assignment)}: {_fmt(r.total())} / {_fmt(total)} points</h3>"
+           + (f"<ul>{''.join(items)}</ul>" if items else "") + "</div>")
+    if r.feedback_html:
+        m = re.search(r"<body[^>]*>", r.feedback_html)
+        if m:
+            return r.feedback_html[:m.end()] + box + r.feedback_html[m.end():]
+        return box + r.feedback_html
+    rows = "".join(f"<tr><td>{html.escape(c.notebook)}</td><td>{html.escape(c.grade_id)}</td>"
+                   f"<td>{_fmt(r.scores[f'{c.notebook}/{c.grade_id}'])} / {_fmt(c.max_score)}</td></tr>"
+                   for c in cells)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(r.student)} "
+            f"{html.escape(assignment)}</title></head><body>{box}<table>{rows}</table></body></html>")
+
+
+def merge_gradebook(db_path: Path, template_db: Path, results: list[StudentResult],
+                    cells: list[CellInfo], assignment: str) -> None:
+    """One gradebook for the batch: the template's assignment plus every student's grades.
+
+    A fresh copy of the template gradebook (assignment, notebooks, grade cells) each run; each
+    student's submission is added and its auto scores set, serially, through nbgrader's API.
+    """
+    from nbgrader.api import Gradebook
+
+    if db_path.exists():
+        db_path.unlink()
+    shutil.copyfile(template_db, db_path)
+    import warnings
+
+    with Gradebook(f"sqlite:///{db_path}", COURSE_ID) as gb, warnings.catch_warnings():
+        # nbgrader's update_or_create_submission trips a harmless SQLAlchemy autoflush warning
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        for r in results:
+            gb.update_or_create_student(r.student)
+            gb.update_or_create_submission(assignment, r.student)
+            for c in cells:
+                g = gb.find_grade(c.grade_id, c.notebook, assignment, r.student)
+                g.auto_score = r.scores[f"{c.notebook}/{c.grade_id}"]
+                g.needs_manual_grade = False
+            gb.db.commit()
+
+
+def score_table(results: list[StudentResult], cells: list[CellInfo], title: str = "") -> str:
+    """A plain-text table: one row per student, one column per grade cell, total, status."""
+    cols = csv_columns(cells)
+    header = ["student", *cols, "total", "status"]
+    maxrow = ["(max)", *[_fmt(c.max_score) for c in cells], _fmt(sum(c.max_score for c in cells)), ""]
+    rows = [[r.student, *[_fmt(r.scores[f"{c.notebook}/{c.grade_id}"]) for c in cells],
+             _fmt(r.total()), r.status if r.status == STATUS_OK else f"{r.status}: {r.reason[:60]}"]
+            for r in results]
+    widths = [max(len(str(x[i])) for x in [header, maxrow, *rows]) for i in range(len(header))]
+    line = lambda row: "  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip()
+    out = ([title] if title else []) + [line(header), line(maxrow), "-" * (sum(widths) + 2 * len(widths))]
+    return "\n".join(out + [line(r) for r in rows])
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = GradeConfig()
+    p = argparse.ArgumentParser(prog="python -m autograder.grade", description=__doc__.split("\n\n")[0])
+    p.add_argument("submissions", nargs="?", type=Path,
+                   help="folder of {student}/{assignment}.ipynb or {student}/{assignment}/*.ipynb")
+    p.add_argument("--assignment", default=d.assignment)
+    p.add_argument("--source", type=Path, default=d.source_dir,
+                   help="instructor source folder holding {assignment}/ (default: solutions/)")
+    p.add_argument("--workers", type=int, default=d.workers, help="grading processes at once")
+    p.add_argument("--out", type=Path, default=Path("grading_out"))
+    p.add_argument("--cell-timeout", type=int, default=d.cell_timeout_s, help="seconds per cell")
+    p.add_argument("--submission-timeout", type=float, default=d.submission_timeout_s,
+                   help="seconds per submission (whole worker process)")
+    p.add_argument("--mem-mb", type=int, default=d.mem_mb, help="memory cap per worker process tree")
+    p.add_argument("--threads-per-worker", type=int, default=None)
+    p.add_argument("--no-repair", action="store_true", help="grade notebooks without metadata repair")
+    p.add_argument("--ignore-pattern", default=d.ignore_pattern,
+                   help="regex of stderr output that does not zero a grade cell ('' to disable)")
+    p.add_argument("--student", action="append", help="grade only these students (repeatable)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--keep-workdirs", type=Path, default=None, metavar="DIR",
+                   help="keep every private course under DIR (debugging)")
+    p.add_argument("--worker-job", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.worker_job:
+        return _worker_main(args.worker_job)
+    if args.submissions is None:
+        _parser().error("SUBMISSIONS_DIR is required")
+    cfg = GradeConfig(assignment=args.assignment, source_dir=args.source, workers=args.workers,
+                      cell_timeout_s=args.cell_timeout, submission_timeout_s=args.submission_timeout,
+                      mem_mb=args.mem_mb, threads_per_worker=args.threads_per_worker,
+                      repair=not args.no_repair, ignore_pattern=args.ignore_pattern,
+                      progress=not args.no_progress, keep_workdirs=args.keep_workdirs is not None,
+                      workdir=args.keep_workdirs)
+    t0 = time.perf_counter()
+    results, cells = grade_submissions(args.submissions, cfg, args.out, students=args.student)
+    dt = time.perf_counter() - t0
+    print(score_table(results, cells, title=f"{cfg.assignment}: {len(results)} submissions"))
+    print(f"\n{len(results)} submissions in {dt:.1f} s with {cfg.workers} workers; "
+          f"wrote {args.out}/grades.csv, {args.out}/feedback/, {args.out}/gradebook.db")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
