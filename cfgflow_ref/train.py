@@ -181,7 +181,8 @@ def summary(result: dict) -> str:
              f"total {result['total_seconds']:.0f} s, load avg {result['load_avg'][0]:.1f}"]
     for r in result.get("sweep", []):
         lines.append(f"  w={r['w']:g}: class accuracy {100 * r['accuracy']:.1f}%  "
-                     f"distance {r['distance']:.3f} = {r['distance_over_floor']:.2f} x floor ({r['floor']:.3f}, n={r['n']}), "
+                     f"distance {r['distance']:.3f} = {r['distance_over_floor']:.2f} x floor "
+                     f"({r['floor']:.3f}, n={r['n']}), "
                      f"sampling {r['sample_seconds']:.1f} s")
     return "\n".join(lines)
 
