@@ -108,7 +108,7 @@ def load_mnist(root: Optional[str] = None, train: bool = True, source: str = "au
         try:
             images, labels = _load_torchvision(root, train, download)
             return preprocess(images), labels.long(), "torchvision"
-        except (RuntimeError, OSError, urllib.error.URLError) as exc:
+        except (ImportError, RuntimeError, OSError, urllib.error.URLError) as exc:  # no torchvision / network
             if source == "torchvision":
                 raise MNISTUnavailableError(f"torchvision MNIST unavailable under {root}: {exc}") from exc
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
