@@ -443,7 +443,7 @@ def notebook_01_cfg():
         ).to(device)
         gmm_field = MLPConditionalVectorField(dim=2, hidden_dim=256, class_dim=2, num_classes=3).to(device)
         gmm_trainer = CFGTrainer(path=gmm_path, eta=0.25, null_label=3)
-        num_steps = 300 if QUICK_RUN else 3000
+        num_steps = 200 if QUICK_RUN else 3000
         losses, steps = gmm_trainer.train(model=gmm_field, num_steps=num_steps, lr=1e-3,
                                           warmup_steps=100, batch_size=250, progress=not QUICK_RUN)
         print(f"{num_steps} steps, mean loss of the last 100: {sum(losses[-100:]) / 100:.3f}")
@@ -917,9 +917,10 @@ def notebook_02_dit():
 
         * **`LAB`** (used on a GPU): the lab's recipe, patch 4, 8 layers, width 256, 8 heads
           (about 10 M parameters), 20,000 steps at batch 256, AdamW with learning rate 4e-4 and
-          500 warm-up steps. Minutes on a modern GPU (bf16 is switched on automatically).
-        * **`QUICK`** (used on a CPU): a small model and a few hundred steps, so the notebook
-          finishes in minutes; expect blurry, only roughly digit-like samples.
+          500 warm-up steps; samples come from an exponential moving average of the weights.
+          Minutes on a modern GPU (bf16 autocast is switched on automatically).
+        * **`QUICK`** (used on a CPU): a smaller model (4 layers, width 128) and 300 steps, about
+          five minutes on two CPU cores; expect blurry, only roughly digit-like samples.
         * **`TINY`** (used while nbgrader grades the notebook): seconds; only proves the
           cells run.
 
@@ -960,7 +961,8 @@ def notebook_02_dit():
             model_class = cfgflow_ref.MNISTDiffusionTransformer
         else:
             model_class = MNISTDiffusionTransformer
-        model = model_class(**config.model_kwargs()).to(device)
+        model = model_class(patch_size=config.patch_size, num_layers=config.depth, dim=config.dim,
+                            heads=config.heads).to(device)
         print(f"training {'the reference' if USE_REFERENCE_MODEL else 'YOUR'} model: "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     """, "training_setup"))
@@ -971,9 +973,17 @@ def notebook_02_dit():
             output_dir = tempfile.mkdtemp(prefix="cfgflow_02_dit_")
         else:
             output_dir = os.path.join("runs", "02_dit")
-        trainer = MNISTCFGTrainer(path=path, eta=config.eta, null_label=10)
-        losses, steps = trainer.train(model=model, output_dir=output_dir, progress=not QUICK_RUN,
-                                      **config.train_kwargs())
+        trainer = MNISTCFGTrainer(path=path, eta=config.eta, null_label=10,
+                                  guidance_scales=config.grid_scales,
+                                  samples_per_class=config.grid_per_class,
+                                  sample_steps=config.sample_steps)
+        losses, _ = trainer.train(
+            model=model, num_steps=config.num_steps, lr=config.lr, warmup_steps=config.warmup_steps,
+            weight_decay=config.weight_decay, ema_decay=config.ema_decay, compile=config.compile,
+            batch_size=config.batch_size, output_dir=output_dir, progress=not QUICK_RUN,
+            ckpt_every=max(config.num_steps // 10, 1) if device.type == "cuda" else None,
+        )
+        trainer.save(os.path.join(output_dir, "last.pt"))
         print(f"{len(losses)} steps; mean loss of the last 50: {sum(losses[-50:]) / len(losses[-50:]):.4f}")
         print("checkpoints and sample grids in", os.path.abspath(output_dir))
         fig = plot_losses(losses, smooth=min(50, max(2, len(losses) // 5)))
@@ -988,8 +998,8 @@ def notebook_02_dit():
     """, "samples_text"))
     cells.append(given("""
         sampler_model = trainer.sampling_model  # EMA weights when kept, else the trained model
-        fig = plot_guidance_grids(sampler_model, guidance_scales=(1.0, 3.0, 5.0),
-                                  samples_per_class=config.samples_per_class, num_steps=config.sample_steps)
+        fig = plot_guidance_grids(sampler_model, guidance_scales=config.grid_scales,
+                                  samples_per_class=config.grid_per_class, num_steps=config.sample_steps)
         plt.show()
     """, "samples"))
     cells.append(md("""
@@ -1006,12 +1016,13 @@ def notebook_02_dit():
     cells.append(given("""
         from cfgflow_ref import metrics
 
-        n_per_class = 5 if QUICK_RUN else (100 if device.type == "cuda" else 20)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MNISTFallbackWarning)
-            results = metrics.guidance_sweep(sampler_model, scales=(1.0, 3.0, 5.0),
-                                             n_per_class=n_per_class)
-        print(f"{10 * n_per_class} samples per guidance scale")
+            results = metrics.guidance_sweep(sampler_model, scales=config.eval_scales,
+                                             n_per_class=config.eval_per_class,
+                                             num_steps=config.sample_steps, solver=config.solver)
+        print(f"{10 * config.eval_per_class} samples per guidance scale, {config.sample_steps} "
+              f"{config.solver} steps")
         print("   w   class accuracy   Frechet distance / real-vs-real floor")
         for r in results:
             print(f"{r['w']:4.1f}   {100 * r['accuracy']:13.1f}%   {r['distance_over_floor']:10.2f}")
