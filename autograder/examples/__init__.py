@@ -1,0 +1,1 @@
+"""Bundled example submissions (built from the release by :mod:`autograder.examples.build`)."""
