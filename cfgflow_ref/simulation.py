@@ -8,6 +8,7 @@ per-sample shape, ``(b,)`` or ``(b, 1, 1, 1)``.
 
 from __future__ import annotations
 
+import operator
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -152,14 +153,21 @@ def sample_cfg(net, y: torch.Tensor, guidance_scale: float, num_steps: int = 30,
     ``solver`` is ``"euler"`` or ``"heun"`` (Heun's last step is an Euler step: the field
     is never evaluated at t = 1, so it works for any trained range ``[0, 1 - eps)``).
     """
+    try:
+        steps = operator.index(num_steps)  # ints, numpy ints, 0-d int tensors
+    except TypeError:
+        steps = 0
+    if steps < 1:
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    num_steps = steps
+    if solver not in ("euler", "heun"):
+        raise ValueError(f"solver must be 'euler' or 'heun', got {solver!r}")
     ode = CFGVectorFieldODE(net, null_label=null_label, guidance_scale=guidance_scale)
     if x0 is None:
         x0 = torch.randn(y.shape[0], *shape, device=y.device)
     ts = torch.linspace(0, 1, num_steps + 1, device=y.device)
-    if solver == "euler":
+    if solver == "euler" or num_steps == 1:  # one step: Heun's rule reduces to its last Euler step
         return EulerSimulator(ode).simulate(x0, ts, use_tqdm=use_tqdm, y=y)
-    if solver != "heun":
-        raise ValueError(f"solver must be 'euler' or 'heun', got {solver!r}")
     heun, euler = HeunSimulator(ode), EulerSimulator(ode)
     x = heun.simulate(x0, ts[:-1], use_tqdm=use_tqdm, y=y)
     return euler.simulate(x, ts[-2:], y=y)

@@ -140,3 +140,20 @@ def test_sample_cfg_solvers_accuracy():
 def test_sample_cfg_bad_solver_raises():
     with pytest.raises(ValueError, match="solver"):
         sample_cfg(LabelField(), torch.tensor([0]), 1.0, num_steps=2, shape=(2,), solver="rk4")
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun"])
+def test_sample_cfg_single_step(solver):
+    """One step is one Euler step (Heun never evaluates the field at t = 1)."""
+    net = LabelField()
+    x0 = torch.randn(2, 2)
+    out = sample_cfg(net, torch.tensor([1, 2]), 1.0, num_steps=1, shape=(2,), null_label=NULL,
+                     solver=solver, x0=x0)
+    torch.testing.assert_close(out, x0 + torch.tensor([[1.0], [2.0]]))
+    assert torch.cat([t.flatten() for t in net.ts]).max().item() == 0.0
+
+
+@pytest.mark.parametrize("num_steps", [0, -3, 2.5])
+def test_sample_cfg_bad_num_steps_raises(num_steps):
+    with pytest.raises(ValueError, match="num_steps"):
+        sample_cfg(LabelField(), torch.tensor([0]), 1.0, num_steps=num_steps, shape=(2,))
