@@ -1,0 +1,389 @@
+"""Hostile and broken submissions, built programmatically from an assignment's source + release.
+
+Each :class:`HostileCase` is one student folder the grading engine must survive: runaway
+code (infinite loops, a kernel that ignores interrupts, memory blow-up, ``sys.exit`` /
+``os._exit``, stderr spam, a failing import, CUDA-only code, NaN outputs), damaged notebooks
+(deleted or markdown test cells, stripped or duplicated nbgrader metadata, reordered cells, a
+renamed file) and tampering (monkeypatched ``torch.allclose`` and ``check``, reference classes
+imported instead of written). ``tests/test_hostile.py`` grades them all in one batch with the
+complete solution and the untouched release; ``docs/robustness.md`` lists what happens to each.
+
+The cases only need an assignment with at least two solution cells, each followed by its test
+cells (both of ours do); they are built for ``01_cfg``. Usage::
+
+    python -m autograder.hostile OUT_DIR [--assignment 01_cfg] [--source solutions] [--release notebooks]
+
+writes ``OUT_DIR/{case}/{file}.ipynb`` for every case plus the ``complete`` and ``release``
+controls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import nbformat
+from nbformat import NotebookNode
+from nbformat.v4 import new_code_cell, new_markdown_cell
+
+__all__ = ["HostileCase", "Parts", "build_cases", "complete_submission", "write_batch", "parts_of"]
+
+_MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def _gid(cell) -> Optional[str]:
+    return _meta(cell).get("grade_id")
+
+
+@dataclass
+class Parts:
+    """Grade ids of the assignment, grouped by the solution cell they test.
+
+    ``solutions[k]`` is the grade_id of the k-th solution cell, ``tests[k]`` the grade ids of the
+    grade cells between it and the next solution cell.
+    """
+
+    solutions: List[str]
+    tests: List[List[str]]
+    points: Dict[str, float]
+
+    def max_of(self, k: int) -> float:
+        return sum(self.points[g] for g in self.tests[k])
+
+    @property
+    def all_tests(self) -> List[str]:
+        return [g for ts in self.tests for g in ts]
+
+
+def parts_of(source_nb) -> Parts:
+    sols, tests, points = [], [], {}
+    for cell in source_nb.cells:
+        m = _meta(cell)
+        if m.get("solution") and not m.get("grade"):
+            sols.append(m["grade_id"])
+            tests.append([])
+        elif m.get("grade"):
+            points[m["grade_id"]] = float(m.get("points", 0))
+            if tests:
+                tests[-1].append(m["grade_id"])
+    if len(sols) < 2 or not tests[0] or not tests[1]:
+        raise ValueError("source_nb: the hostile cases need two solution cells, each followed by test cells; "
+                         f"found solutions {sols} with tests {tests}")
+    return Parts(sols, tests, points)
+
+
+@dataclass
+class HostileCase:
+    """One submission folder.
+
+    ``expect`` says what the grader must do with it, in a form the test checks:
+    ``status`` (allowed statuses), ``zero`` / ``full`` (indices k of solution parts whose tests
+    must score 0 / full marks), ``below_full`` (parts that must lose points), ``note`` (text one
+    of the repair/engine notes must contain, case-insensitive).
+    """
+
+    name: str
+    description: str
+    nb: NotebookNode
+    filename: str = ""
+    expect: Dict[str, object] = field(default_factory=dict)
+
+
+def complete_submission(source_nb, release_nb) -> NotebookNode:
+    """The release with every solution cell filled in from the source (markers removed)."""
+    sol = {_gid(c): c for c in source_nb.cells if _meta(c).get("solution")}
+    nb = copy.deepcopy(release_nb)
+    for cell in nb.cells:
+        g = _gid(cell)
+        if g in sol:
+            cell.source = "\n".join(ln for ln in sol[g].source.splitlines() if ln.strip() not in _MARKERS)
+    return nb
+
+
+def _index(nb, gid: str) -> int:
+    for i, c in enumerate(nb.cells):
+        if _gid(c) == gid:
+            return i
+    raise KeyError(f"grade_id {gid!r} not in the notebook")
+
+
+def _append(nb, gid: str, code: str) -> NotebookNode:
+    cell = nb.cells[_index(nb, gid)]
+    cell.source = cell.source.rstrip() + "\n\n" + code.strip() + "\n"
+    return nb
+
+
+def _method_body_prepend(nb, gid: str, code: str) -> NotebookNode:
+    """Insert ``code`` as the first statement(s) of the first method of the cell's first class
+    that is not ``__init__`` (the method the tests call)."""
+    cell = nb.cells[_index(nb, gid)]
+    lines = cell.source.splitlines()
+    for i, ln in enumerate(lines):
+        s = ln.strip()
+        if s.startswith("def ") and not s.startswith("def __init__"):
+            j = i + 1
+            while not lines[j - 1].rstrip().endswith(":"):  # multi-line signature
+                j += 1
+            indent = " " * (len(ln) - len(ln.lstrip()) + 4)
+            # skip a docstring
+            if lines[j].strip().startswith(('"""', "'''")):
+                q = lines[j].strip()[:3]
+                if not (lines[j].strip().count(q) >= 2 and len(lines[j].strip()) > 3):
+                    j += 1
+                    while q not in lines[j]:
+                        j += 1
+                j += 1
+            new = [indent + c for c in code.strip().splitlines()]
+            cell.source = "\n".join(lines[:j] + new + lines[j:])
+            return nb
+    raise ValueError(f"cell {gid!r} has no method to modify")
+
+
+# ----------------------------------------------------------------------------- the cases
+# Each builder: (complete, release, source, parts) -> HostileCase
+
+
+def _infinite_loop(nb, rel, src, p):
+    _method_body_prepend(nb, p.solutions[0], "while True:  # forgot to break\n    pass")
+    return HostileCase("infinite_loop", "an infinite loop inside the method the tests call", nb,
+                       expect={"status": ["ok"], "zero": [0], "full": [1]})
+
+
+def _stuck_kernel(nb, rel, src, p):
+    _append(nb, p.solutions[0], """
+import time as _time
+while True:  # ignores the kernel interrupt nbgrader sends at the cell time-out
+    try:
+        _time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+""")
+    return HostileCase("stuck_kernel", "a top-level loop that swallows KeyboardInterrupt (the kernel never "
+                       "returns)", nb, expect={"status": ["timeout"], "zero": [0, 1]})
+
+
+def _memory_blowup(nb, rel, src, p):
+    _append(nb, p.solutions[0], """
+import torch as _torch
+_cache = []
+for _ in range(200):  # 200 x 256 MB, touched
+    _cache.append(_torch.ones(64 * 2**20))
+""")
+    return HostileCase("memory_blowup", "a solution cell that allocates memory without bound", nb,
+                       expect={"status": ["memory"], "zero": [0, 1]})
+
+
+def _sys_exit(nb, rel, src, p):
+    _append(nb, p.solutions[0], "import sys\nsys.exit()")
+    _append(nb, p.solutions[1], "exit()")
+    return HostileCase("sys_exit", "sys.exit() and exit() at the end of solution cells", nb,
+                       expect={"status": ["ok"], "full": [0, 1]})
+
+
+def _os_exit(nb, rel, src, p):
+    _append(nb, p.solutions[1], "import os\nos._exit(3)")
+    return HostileCase("os_exit", "os._exit() in a solution cell kills the kernel", nb,
+                       expect={"status": ["ok", "error"]})
+
+
+def _stderr_spam(nb, rel, src, p):
+    _append(nb, p.solutions[0], """
+import sys, warnings
+for _i in range(20000):
+    print("debug line", _i, "x" * 200, file=sys.stderr)
+warnings.warn("student warning at definition time")
+""")
+    _method_body_prepend(nb, p.solutions[0],
+                         'import warnings\nwarnings.warn("deprecated thing", UserWarning)')
+    return HostileCase("stderr_spam", "4 MB of stderr and UserWarnings raised in the graded method", nb,
+                       expect={"status": ["ok"], "full": [0, 1]})
+
+
+def _import_error(nb, rel, src, p):
+    nb.cells.insert(0, new_code_cell("import definitely_not_installed_pkg  # student's first cell"))
+    cell = nb.cells[_index(nb, p.solutions[0])]
+    cell.source = "from my_private_helpers import fancy_loss\n" + cell.source
+    return HostileCase("import_error", "an ImportError in the first cell and at the top of a solution cell",
+                       nb, expect={"status": ["ok"], "zero": [0], "full": [1]})
+
+
+def _deleted_tests(nb, rel, src, p):
+    for g in (p.tests[0][0], p.tests[1][-1]):
+        del nb.cells[_index(nb, g)]
+    return HostileCase("deleted_tests", "two test cells deleted", nb,
+                       expect={"status": ["ok"], "full": [0, 1], "note": "added back"})
+
+
+def _test_to_markdown(nb, rel, src, p):
+    i = _index(nb, p.tests[0][0])
+    old = nb.cells[i]
+    nb.cells[i] = new_markdown_cell(old.source, metadata=copy.deepcopy(old.metadata))
+    return HostileCase("test_to_markdown", "a test cell turned into a markdown cell", nb,
+                       expect={"status": ["ok"], "full": [0, 1], "note": "turned back into a code cell"})
+
+
+def _metadata_stripped(nb, rel, src, p):
+    for cell in nb.cells:
+        cell.metadata = {}
+    nb.metadata = {"kernelspec": nb.metadata.get("kernelspec", {}), "colab": {"provenance": []}}
+    return HostileCase("metadata_stripped", "all nbgrader metadata stripped (Colab / VS Code round trip)", nb,
+                       expect={"status": ["ok"], "full": [0, 1], "note": "lost its grading metadata"})
+
+
+def _duplicate_grade_id(nb, rel, src, p):
+    i = _index(nb, p.solutions[0])
+    fixed = copy.deepcopy(nb.cells[i])
+    fixed["id"] = "pasted-copy"  # Jupyter gives a pasted cell a new id
+    nb.cells[i] = copy.deepcopy(rel.cells[_index(rel, p.solutions[0])])  # the first copy is still the stub
+    j = _index(nb, p.tests[0][-1])
+    nb.cells.insert(j + 1, fixed)  # the working copy pasted below the tests, same grade_id
+    return HostileCase("duplicate_grade_id", "a solution cell copied (same grade_id); the stub above, the "
+                       "working copy below its tests", nb,
+                       expect={"status": ["ok"], "full": [0, 1], "note": "another copy"})
+
+
+def _reordered(nb, rel, src, p):
+    # the tests of part 0 moved above the solution they test, part 1 moved above part 0
+    ids0 = [p.solutions[0], *p.tests[0]]
+    ids1 = [p.solutions[1], *p.tests[1]]
+    cells = {g: nb.cells[_index(nb, g)] for g in ids0 + ids1}
+    rest = [c for c in nb.cells if _gid(c) not in cells]
+    first = _index(nb, p.solutions[0])
+    head = [c for c in nb.cells[:first] if _gid(c) not in cells]
+    tail = [c for c in rest if c not in head]
+    new_block = [cells[g] for g in ids1] + [cells[g] for g in p.tests[0]] + [cells[p.solutions[0]]]
+    nb.cells = head + new_block + tail
+    return HostileCase("reordered", "cell blocks reordered; tests moved above their solution", nb,
+                       expect={"status": ["ok"], "full": [0, 1], "note": "out of order"})
+
+
+def _renamed_file(nb, rel, src, p):
+    return HostileCase("renamed_file", "notebook saved as 'Copy of <name> (3).ipynb'", nb,
+                       filename="Copy of {name} (3).ipynb",
+                       expect={"status": ["ok"], "full": [0, 1], "note": "graded as"})
+
+
+def _cuda_only(nb, rel, src, p):
+    _method_body_prepend(nb, p.solutions[0], '_dev = torch.device("cuda")\n_probe = torch.zeros(1).cuda()')
+    return HostileCase("cuda_only", "CUDA-only code (.cuda(), device='cuda') on the CPU grader", nb,
+                       expect={"status": ["ok"], "zero": [0], "full": [1]})
+
+
+def _nan_outputs(nb, rel, src, p):
+    cell = nb.cells[_index(nb, p.solutions[1])]
+    lines = cell.source.splitlines()
+    # the last top-level class's forward: multiply its return value by NaN
+    for k in range(len(lines) - 1, -1, -1):
+        if lines[k].strip().startswith("return "):
+            ind = lines[k][: len(lines[k]) - len(lines[k].lstrip())]
+            lines[k] = f"{ind}return ({lines[k].strip()[len('return '):]}) * float('nan')"
+            break
+    cell.source = "\n".join(lines)
+    return HostileCase("nan_outputs", "the second part's forward returns NaN everywhere", nb,
+                       expect={"status": ["ok"], "below_full": [1], "full": [0]})
+
+
+def _tamper_allclose(nb, rel, src, p):
+    _append(rel, p.solutions[0], """
+import torch
+torch.allclose = lambda *args, **kwargs: True
+torch.Tensor.allclose = lambda *args, **kwargs: True
+""")
+    return HostileCase("tamper_allclose", "monkeypatches torch.allclose to always say True (the code "
+                       "itself is the stub)", rel,
+                       expect={"status": ["ok"], "zero": [0, 1]})
+
+
+def _tamper_check(nb, rel, src, p):
+    _append(rel, p.solutions[0], """
+import autograder.checks
+def check(part, cls, *, points, hidden=False):
+    print("all good")
+    return points
+autograder.checks.check = check
+autograder.checks.run_check = lambda *a, **k: None
+""")
+    return HostileCase("tamper_check", "replaces the check function (notebook name and module attribute); "
+                       "the code itself is the stub", rel,
+                       expect={"status": ["ok"], "zero": [0, 1]})
+
+
+def _reference_import(nb, rel, src, p):
+    for k, g in enumerate(p.solutions[:2]):
+        cell = nb.cells[_index(nb, g)]
+        names = [ln.split("class ", 1)[1].split("(")[0].split(":")[0].strip()
+                 for ln in cell.source.splitlines() if ln.startswith("class ")]
+        cell.source = f"from cfgflow_ref import {names[0]}  # not my own code" if k == 0 else (
+            f"import cfgflow_ref\n\nclass {names[0]}(cfgflow_ref.{names[0]}):\n    pass")
+    return HostileCase("reference_import", "imports / subclasses the reference classes from cfgflow_ref "
+                       "instead of writing them", nb, expect={"status": ["ok"], "zero": [0, 1]})
+
+
+BUILDERS: List[Callable] = [
+    _infinite_loop, _stuck_kernel, _memory_blowup, _sys_exit, _os_exit, _stderr_spam, _import_error,
+    _deleted_tests, _test_to_markdown, _metadata_stripped, _duplicate_grade_id, _reordered, _renamed_file,
+    _cuda_only, _nan_outputs, _tamper_allclose, _tamper_check, _reference_import,
+]
+
+
+def build_cases(source_nb, release_nb, only: Optional[List[str]] = None) -> List[HostileCase]:
+    """All hostile cases (or those named in ``only``) for one assignment notebook."""
+    p = parts_of(source_nb)
+    full = complete_submission(source_nb, release_nb)
+    cases = []
+    for build in BUILDERS:
+        name = build.__name__.lstrip("_")
+        if only is not None and name not in only:
+            continue
+        case = build(copy.deepcopy(full), copy.deepcopy(release_nb), source_nb, p)
+        assert case.name == name
+        cases.append(case)
+    return cases
+
+
+def write_batch(out_dir, source_nb, release_nb, notebook_name: str, only: Optional[List[str]] = None,
+                controls: bool = True) -> List[HostileCase]:
+    """Write every case as ``out_dir/{case}/{file}``, plus ``complete`` and ``release`` controls."""
+    out_dir = Path(out_dir)
+    cases = build_cases(source_nb, release_nb, only)
+    if controls:
+        p = parts_of(source_nb)
+        cases = cases + [
+            HostileCase("complete", "control: the complete solution",
+                        complete_submission(source_nb, release_nb),
+                        expect={"status": ["ok"], "full": list(range(len(p.solutions)))}),
+            HostileCase("release", "control: the untouched release (stubs)", copy.deepcopy(release_nb),
+                        expect={"status": ["ok"], "zero": list(range(len(p.solutions)))}),
+        ]
+    for case in cases:
+        folder = out_dir / case.name
+        folder.mkdir(parents=True, exist_ok=True)
+        fname = (case.filename or "{name}.ipynb").format(name=notebook_name)
+        nbformat.write(case.nb, str(folder / fname))
+    return cases
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m autograder.hostile", description=__doc__.split("\n\n")[0])
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--assignment", default="01_cfg")
+    ap.add_argument("--source", type=Path, default=Path("solutions"))
+    ap.add_argument("--release", type=Path, default=Path("notebooks"))
+    ap.add_argument("--only", action="append")
+    args = ap.parse_args(argv)
+    src = nbformat.read(str(args.source / args.assignment / f"{args.assignment}.ipynb"), as_version=4)
+    rel = nbformat.read(str(args.release / args.assignment / f"{args.assignment}.ipynb"), as_version=4)
+    cases = write_batch(args.out_dir, src, rel, args.assignment, only=args.only)
+    for c in cases:
+        print(f"{c.name:20s} {c.description}")
+    return 0
+
+
+
