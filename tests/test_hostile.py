@@ -1,0 +1,118 @@
+"""The hostile batch: every broken or hostile submission is graded, none breaks the batch.
+
+One run of the grading engine (``python -m autograder.grade``, two workers, per-cell time-out
+20 s, per-submission 120 s, memory cap 3 GB) grades the hostile cases of
+:mod:`autograder.hostile` together with the complete solution and the untouched release. To fit
+a few minutes on two cores, source and release are trimmed of the ungraded demonstration cells
+(figures, the GMM training run; :func:`autograder.hostile.trim_for_ci`); every solution, test
+and import cell stays. A second run grades the complete solution alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.hostile import build_cases, parts_of, trim_for_ci, write_batch
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "01_cfg"
+LIMITS = ["--cell-timeout", "20", "--submission-timeout", "120", "--mem-mb", "3000"]
+_SRC = REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+_REL = REPO / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+pytestmark = pytest.mark.skipif(not (_SRC.exists() and _REL.exists()), reason="assignment notebooks missing")
+
+
+def _read(path):
+    return nbformat.read(str(path), as_version=4)
+
+
+def _grade(subs: Path, source_dir: Path, out: Path, *extra: str) -> dict:
+    env = dict(os.environ)
+    env.setdefault("CFGFLOW_OFFLINE", "1")
+    env.setdefault("CFGFLOW_DATA", "/tmp/mnistcache")
+    cmd = [sys.executable, "-m", "autograder.grade", str(subs), "--assignment", ASSIGNMENT,
+           "--source", str(source_dir), "--workers", "2", "--out", str(out), "--no-progress", *LIMITS, *extra]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    print(proc.stdout)
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return {r["student"]: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    src, rel = trim_for_ci(_read(_SRC)), trim_for_ci(_read(_REL))
+    (root / "source" / ASSIGNMENT).mkdir(parents=True)
+    nbformat.write(src, str(root / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
+    cases = write_batch(root / "subs", src, rel, ASSIGNMENT)
+    batch = _grade(root / "subs", root / "source", root / "out")
+    alone = _grade(root / "subs", root / "source", root / "out_alone", "--student", "complete")
+    return {"cases": {c.name: c for c in cases}, "parts": parts_of(src), "batch": batch, "alone": alone,
+            "root": root}
+
+
+def test_builders_cover_the_brief():
+    cases = build_cases(_read(_SRC), _read(_REL))
+    names = {c.name for c in cases}
+    assert names >= {"infinite_loop", "stuck_kernel", "memory_blowup", "sys_exit", "os_exit", "stderr_spam",
+                     "import_error", "deleted_tests", "test_to_markdown", "metadata_stripped",
+                     "duplicate_grade_id", "reordered", "renamed_file", "cuda_only", "nan_outputs",
+                     "tamper_allclose", "tamper_check", "reference_import"}
+    for c in cases:
+        nbformat.validate(c.nb)
+
+
+@pytest.mark.slow
+def test_every_submission_gets_a_row_with_a_score(graded):
+    batch = graded["batch"]
+    assert set(batch) - {"(max)"} == set(graded["cases"])
+    for name, row in batch.items():
+        float(row["total"])  # a number for everyone
+        if name != "(max)" and row["status"] != "ok":
+            assert row["reason"].strip(), f"{name}: status {row['status']} without a reason"
+
+
+@pytest.mark.slow
+def test_complete_solution_grade_is_the_same_alone(graded):
+    b, a = graded["batch"]["complete"], graded["alone"]["complete"]
+    p = graded["parts"]
+    assert b["status"] == "ok"
+    assert {g: b[g] for g in p.all_tests} == {g: a[g] for g in p.all_tests}
+    assert float(b["total"]) == float(b["max_total"])
+
+
+def _case_names():
+    if not (_SRC.exists() and _REL.exists()):
+        return []
+    return [c.name for c in build_cases(_read(_SRC), _read(_REL))] + ["complete", "release"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _case_names())
+def test_case_outcome(graded, name):
+    case, row, p = graded["cases"][name], graded["batch"][name], graded["parts"]
+    exp = case.expect
+    info = f"{name}: {row['status']} {row['reason'][:300]} notes={row['notes'][:600]}"
+    assert row["status"] in exp["status"], info
+    for k in exp.get("zero", []):
+        assert sum(float(row[g]) for g in p.tests[k]) == 0, info
+    for k in exp.get("full", []):
+        assert sum(float(row[g]) for g in p.tests[k]) == p.max_of(k), info
+    for k in exp.get("below_full", []):
+        assert sum(float(row[g]) for g in p.tests[k]) < p.max_of(k), info
+    if "note" in exp:
+        assert exp["note"].lower() in row["notes"].lower(), info
+    if row["status"] == "ok" and float(row["total"]) < float(row["max_total"]):
+        # points lost: the student's feedback says why (the failing test's output)
+        fb = graded["root"] / "out" / "feedback" / f"{name}.html"
+        assert fb.exists(), info
