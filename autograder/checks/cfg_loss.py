@@ -167,8 +167,8 @@ def _labels(ctx):
         raise Fail(f"mask inverted: {frac:.2f} of the labels were nulled, expected eta = {eta} "
                    "(use torch.rand(b) < eta)")
     if frac == 0.0:
-        raise Fail(f"no label was replaced by the null label {null}: with probability eta set y to "
-                   "null_label")
+        raise Fail(f"no label was replaced by the null label {null}, expected eta = {eta} of them: with "
+                   "probability eta set y to null_label")
     raise Fail(f"{frac:.2f} of the labels were nulled, expected eta = {eta} (one independent draw per "
                "sample)")
 

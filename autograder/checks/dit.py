@@ -253,9 +253,13 @@ def _pos(model, n, d):
 
 
 def _layers(model, depth):
-    for m in model.modules():
-        if isinstance(m, (nn.ModuleList, nn.Sequential)) and len(m) == depth:
-            return list(m)
+    """The student's ``depth`` layers: a ModuleList (or Sequential) child, searched among the
+    direct children first (a layer's own Sequential may also have ``depth`` entries)."""
+    for pool in (list(model.children()), list(model.modules())):
+        for kind in (nn.ModuleList, nn.Sequential):
+            for m in pool:
+                if isinstance(m, kind) and len(m) == depth:
+                    return list(m)
     raise Fail(f"no list of depth = {depth} layers found: build nn.ModuleList([... for _ in range(depth)])")
 
 
@@ -274,7 +278,8 @@ def _inplace(ctx):
     keep = x.clone()
     model(x, torch.randn(b, d))
     if max_err(x, keep) > 0:
-        raise Fail("the input tensor was modified: add the positional encoding out of place, x = x + pos")
+        raise Fail("the input tensor was modified in place (x += pos?): add the positional encoding out of "
+                   "place, x = x + pos")
     leaf = torch.randn(b, n, d, requires_grad=True)
     try:
         model(leaf, torch.randn(b, d)).sum().backward()
@@ -298,7 +303,7 @@ def _sequence(ctx):
     pos = _pos(model, n, d).reshape(1, n, d)
     b = n  # b == n so a wrong broadcast of pos cannot raise
     x, c = torch.randn(b, n, d), torch.randn(b, d)
-    out = model(x, c)
+    out = model(x.clone(), c)
     expect_shape(out, (b, n, d))
     h = x + pos
     for layer in layers:

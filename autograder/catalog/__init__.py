@@ -1,0 +1,54 @@
+"""Catalogs that prove the checks: realistic WRONG implementations (mutants) of every graded
+part, each with the message substring its failure must contain, and genuinely different
+CORRECT implementations (alternatives) that must earn full marks.
+
+``ENTRIES`` lists them all; ``python -m autograder.catalog --markdown`` prints the table of
+``docs/grading-checks.md`` (it runs every check on every entry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+
+@dataclass(frozen=True)
+class Entry:
+    part: str
+    name: str
+    kind: str               # "mutant" or "alternative"
+    cls: type
+    expect: Optional[str]   # substring the failure text must contain (mutants)
+    doc: str                # one line: what it does
+
+
+ENTRIES: List[Entry] = []
+
+
+def _doc(cls) -> str:
+    return (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+
+
+def mutant(part: str, expect: str):
+    """Register a class as a wrong implementation of ``part`` whose failure mentions ``expect``."""
+    def deco(cls):
+        ENTRIES.append(Entry(part, cls.__name__, "mutant", cls, expect, _doc(cls)))
+        return cls
+    return deco
+
+
+def alternative(part: str):
+    """Register a class as a correct implementation of ``part`` (must get full marks)."""
+    def deco(cls):
+        ENTRIES.append(Entry(part, cls.__name__, "alternative", cls, None, _doc(cls)))
+        return cls
+    return deco
+
+
+def entries(part: Optional[str] = None, kind: Optional[str] = None) -> List[Entry]:
+    _load()
+    return [e for e in ENTRIES if (part is None or e.part == part) and (kind is None or e.kind == kind)]
+
+
+def _load():
+    from . import attention, cfg_loss, dit, fourier, mlp_field, patches  # noqa: F401 - registration

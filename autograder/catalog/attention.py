@@ -1,0 +1,129 @@
+"""mha: mutants and alternatives."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from . import alternative, mutant
+from .components import FusedMHA
+
+P = "mha"
+
+
+@mutant(P, "dim**-0.5")
+class DimScale(FusedMHA):
+    """Scores scaled by dim**-0.5 instead of head_dim**-0.5."""
+
+    def attend(self, q, k, v):
+        dim = self.heads * self.head_dim
+        return (q @ k.transpose(-2, -1) * dim ** -0.5).softmax(-1) @ v
+
+
+@mutant(P, "wrong axis")
+class SoftmaxQueries(FusedMHA):
+    """Softmax over the queries (dim=-2)."""
+
+    def attend(self, q, k, v):
+        return (q @ k.transpose(-2, -1) * self.head_dim ** -0.5).softmax(-2) @ v
+
+
+@mutant(P, "not scaled")
+class NoScale(FusedMHA):
+    """No 1/sqrt(head_dim)."""
+
+    def attend(self, q, k, v):
+        return (q @ k.transpose(-2, -1)).softmax(-1) @ v
+
+
+@mutant(P, "output projection")
+class NoOutProj(FusedMHA):
+    """to_out defined but never applied."""
+
+    def forward(self, x):
+        q, k, v = (self.split(t) for t in self.qkv(x).chunk(3, dim=-1))
+        return self.merge(self.attend(q, k, v))
+
+
+@mutant(P, "scrambled")
+class ViewSplit(FusedMHA):
+    """q.view(b, h, n, hd) without the transpose: heads mix tokens."""
+
+    def split(self, t):
+        b, n, d = t.shape
+        return t.reshape(b, self.heads, n, self.head_dim)
+
+
+@mutant(P, "scrambled")
+class ViewMerge(FusedMHA):
+    """out (b, h, n, hd).reshape(b, n, d) without the transpose."""
+
+    def merge(self, o):
+        b, h, n, hd = o.shape
+        return o.reshape(b, n, h * hd)
+
+
+@mutant(P, "heads ignored")
+class OneHead(FusedMHA):
+    """A single head over the full width."""
+
+    def split(self, t):
+        return t[:, None]
+
+    def merge(self, o):
+        return o[:, 0]
+
+    def attend(self, q, k, v):
+        return (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(-1) @ v
+
+
+@alternative(P)
+class SeparateSDPA(nn.Module):
+    """Separate q, k, v, out Linear(dim, dim) and F.scaled_dot_product_attention."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.h = heads
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        q, k, v = (rearrange(m(x), "b n (h d) -> b h n d", h=self.h) for m in (self.q, self.k, self.v))
+        return self.o(rearrange(F.scaled_dot_product_attention(q, k, v), "b h n d -> b n (h d)"))
+
+
+@alternative(P)
+class LabBmm(nn.Module):
+    """The lab's seed: fused to_qkv, view/transpose, heads folded into the batch, bmm."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads, self.head_dim, self.scale = heads, dim // heads, (dim // heads) ** -0.5
+        self.to_qkv = nn.Linear(dim, 3 * dim, bias=True)
+        self.to_out = nn.Linear(dim, dim, bias=True)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        h, hd = self.heads, self.head_dim
+        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+        q, k, v = (t.view(b, n, h, hd).transpose(1, 2).contiguous().view(b * h, n, hd) for t in (q, k, v))
+        out = torch.bmm(torch.bmm(q, k.transpose(1, 2)).mul(self.scale).softmax(dim=-1), v)
+        return self.to_out(out.view(b, h, n, hd).transpose(1, 2).contiguous().view(b, n, d))
+
+
+@alternative(P)
+class TimmStyleHeadMajor(nn.Module):
+    """One Linear(dim, 3 dim) laid out (h three hd) (per-head q/k/v), no biases, einsum."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.h = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x):
+        q, k, v = rearrange(self.qkv(x), "b n (h three d) -> three b h n d", three=3, h=self.h)
+        a = torch.einsum("bhid,bhjd->bhij", q, k).mul(q.shape[-1] ** -0.5).softmax(dim=-1)
+        return self.proj(rearrange(torch.einsum("bhij,bhjd->bhid", a, v), "b h n d -> b n (h d)"))
