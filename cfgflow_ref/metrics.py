@@ -302,12 +302,14 @@ def real_floor(n_per_class: int, repeats: int = 5, root: Optional[str] = None, s
 def guidance_sweep(model: nn.Module, scales: Sequence[float] = (1.0, 3.0, 5.0), n_per_class: int = 50,
                    num_steps: int = 15, solver: str = "heun", batch_size: int = 500, seed: int = 0,
                    reference: Optional[RealReference] = None, null_label: int = 10,
-                   root: Optional[str] = None, source: str = "auto") -> List[dict]:
+                   root: Optional[str] = None, source: str = "auto", amp: bool = False) -> List[dict]:
     """Sample ``n_per_class`` digits of each class at every guidance scale and score them.
 
     Returns one dict per scale: ``w``, ``accuracy`` (mean per-class), ``per_class``,
     ``distance`` (Frechet to the test split), ``floor`` / ``floor_std`` (real-vs-real at the
     same size), ``distance_over_floor``, ``sample_seconds``. Same noise for every scale.
+    ``amp`` samples under bf16 autocast (about 2x faster on CPUs with AMX/AVX512-BF16 and on
+    GPUs; the classifier always runs in float32).
     """
     from .simulation import sample_cfg
     from .training import model_device
@@ -323,15 +325,17 @@ def guidance_sweep(model: nn.Module, scales: Sequence[float] = (1.0, 3.0, 5.0), 
     results = []
     for w in scales:
         t0 = time.time()
-        imgs = torch.cat([sample_cfg(model, y[i:i + batch_size], w, num_steps, null_label=null_label,
-                                     solver=solver, x0=x0[i:i + batch_size])
-                          for i in range(0, len(y), batch_size)])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            imgs = torch.cat([sample_cfg(model, y[i:i + batch_size], w, num_steps, null_label=null_label,
+                                         solver=solver, x0=x0[i:i + batch_size])
+                              for i in range(0, len(y), batch_size)]).float()
         secs = time.time() - t0
         acc = class_accuracy(imgs, y, reference.evaluator.to(device))
         dist = reference.distance(evaluator_features(imgs, reference.evaluator.to(device)))
         results.append(dict(w=float(w), accuracy=acc["mean"], per_class=acc["per_class"], distance=dist,
                             floor=floor, floor_std=floor_std, distance_over_floor=dist / floor,
-                            n=len(y), num_steps=num_steps, solver=solver, sample_seconds=round(secs, 2)))
+                            n=len(y), num_steps=num_steps, solver=solver, amp=amp,
+                            sample_seconds=round(secs, 2)))
     reference.evaluator.cpu()
     model.train(was_training)
     return results

