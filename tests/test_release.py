@@ -1,0 +1,252 @@
+"""The nbgrader sources, their metadata, and the generated release ``notebooks/``.
+
+Fast tests read the committed notebooks; the slow ones regenerate the release with
+``autograder.release`` (nbgrader's generate_assignment, ~10 s per assignment).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import re
+import sys
+import types
+
+import nbformat
+import pytest
+
+from autograder import colab
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ASSIGNMENTS = ("01_cfg", "02_dit")
+GRADE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# The graded parts: (solution grade_id, check part, class name, expected __init__ args).
+PARTS = {
+    "01_cfg": [
+        ("cfg_trainer", "cfg_loss", "CFGTrainer", ["self", "path", "eta", "null_label", "eps"]),
+        ("mlp_field", "mlp_field", "MLPConditionalVectorField",
+         ["self", "dim", "hidden_dim", "class_dim", "num_classes"]),
+    ],
+    "02_dit": [
+        ("fourier_encoder", "fourier_encoder", "FourierEncoder", ["self", "dim"]),
+        ("patchifier", "patchifier", "Patchifier", ["self", "img_size", "patch_size", "dim"]),
+        ("mha", "mha", "MHA", ["self", "dim", "heads"]),
+        ("dit_layer", "dit_layer", "DiffusionTransformerLayer", ["self", "dim", "heads"]),
+        ("dit", "dit", "DiffusionTransformer", ["self", "depth", "n_tokens", "dim"]),
+        ("depatchifier", "depatchifier", "Depatchifier",
+         ["self", "img_size", "patch_size", "dim", "final_dim"]),
+        ("mnist_dit", "mnist_dit", "MNISTDiffusionTransformer",
+         ["self", "patch_size", "num_layers", "dim", "heads"]),
+    ],
+}
+
+
+def source_path(a: str) -> str:
+    return os.path.join(REPO, "solutions", a, f"{a}.ipynb")
+
+
+def release_path(a: str, root: str = os.path.join(REPO, "notebooks")) -> str:
+    return os.path.join(root, a, f"{a}.ipynb")
+
+
+def read(path: str) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def nbg(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def load_builder():
+    spec = importlib.util.spec_from_file_location("cfgflow_solutions_build",
+                                                  os.path.join(REPO, "solutions", "_build.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# --------------------------------------------------------------------------------------
+# sources
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_sources_are_what_the_builder_writes(a, tmp_path):
+    """solutions/<id>/<id>.ipynb is byte-identical to ``python solutions/_build.py``."""
+    builder = load_builder()
+    builder.main(str(tmp_path))
+    with open(tmp_path / a / f"{a}.ipynb") as f, open(source_path(a)) as g:
+        assert f.read() == g.read(), f"solutions/{a} is stale: run python solutions/_build.py"
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_metadata_schema_and_unique_grade_ids(a):
+    nb = read(source_path(a))
+    ids = []
+    for cell in nb.cells:
+        meta = nbg(cell)
+        if not meta:
+            continue
+        assert meta["schema_version"] == 3
+        assert GRADE_ID.match(meta["grade_id"]), meta["grade_id"]
+        ids.append(meta["grade_id"])
+        if meta["grade"]:  # test cell
+            assert cell.cell_type == "code"
+            assert (meta["solution"], meta["locked"]) == (False, True), meta
+            assert isinstance(meta["points"], (int, float)) and meta["points"] > 0, meta
+        elif meta["solution"]:
+            assert (meta["grade"], meta["locked"]) == (False, False), meta
+            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+        else:
+            assert meta["locked"] is True, meta
+    assert len(ids) == len(set(ids)), f"duplicate grade_ids in {a}: {ids}"
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_each_part_has_visible_and_hidden_grade_cells(a):
+    nb = read(source_path(a))
+    by_id = {nbg(c)["grade_id"]: c for c in nb.cells if nbg(c)}
+    for sol_id, part, cls, _ in PARTS[a]:
+        assert nbg(by_id[sol_id])["solution"]
+        vis, hid = by_id[f"test_{part}"], by_id[f"test_{part}_hidden"]
+        # the visible check is the cell's last expression, so its value is the partial credit
+        last = ast.parse(vis.source).body[-1]
+        assert isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+        assert f'check("{part}", {cls}, points={nbg(vis)["points"]})' in vis.source
+        assert "hidden=True" not in vis.source
+        hidden_block = hid.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+        assert f'check("{part}", {cls}, points={nbg(hid)["points"]}, hidden=True)' in hidden_block
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_intro_states_the_point_totals(a):
+    nb = read(source_path(a))
+    total = sum(nbg(c)["points"] for c in nb.cells if nbg(c).get("grade"))
+    intro = next(c for c in nb.cells if nbg(c).get("grade_id") == "intro").source
+    assert f"Points ({total} in total)" in intro
+    assert "| **total** | | " in intro and f"**{total}** |" in intro
+    pts = {nbg(c)["grade_id"]: nbg(c)["points"] for c in nb.cells if nbg(c).get("grade")}
+    for _, part, _, _ in PARTS[a]:
+        row_total = pts[f"test_{part}"] + pts[f"test_{part}_hidden"]
+        row = f"| {pts[f'test_{part}']} | {pts[f'test_{part}_hidden']} | {row_total} |"
+        assert row in intro, f"intro lacks the points row of {part}: {row}"
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_student_classes_keep_the_lab_signatures(a):
+    nb = read(source_path(a))
+    by_id = {nbg(c)["grade_id"]: c for c in nb.cells if nbg(c)}
+    for sol_id, _, cls, init_args in PARTS[a]:
+        tree = ast.parse(by_id[sol_id].source)
+        (klass,) = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+        assert klass.name == cls
+        init = next(n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+        assert [x.arg for x in init.args.args] == init_args, cls
+        fwd = next(n for n in klass.body if isinstance(n, ast.FunctionDef)
+                   and n.name in ("forward", "get_train_loss"))
+        assert ast.get_docstring(fwd), f"{cls}.{fwd.name} needs a docstring stating its shapes"
+
+
+def test_docstrings_state_the_enforced_conventions():
+    """The conventions the checks pin are written in the stubs' own words."""
+    text = {a: " ".join(" ".join(c.source for c in read(source_path(a)).cells).split())
+            for a in ASSIGNMENTS}  # whitespace-normalised
+    for phrase in ("probability ``self.eta`` (NOT 1 - eta)", "uniform on [0, 1 - self.eps)",
+                   "t of shape ``(b,)``", "mean over EVERY element", "``num_classes + 1`` rows"):
+        assert phrase in text["01_cfg"], phrase
+    for phrase in ("the cos block first", "no extra scale factor", "``nn.Parameter`` of shape ``(dim / 2,)``",
+                   "row-major ``(h w)``", "head_dim ** -0.5", "h * (1 + scale) + shift",
+                   "the identity map", "Conv2d or Unfold + Linear", "(1x1 or 3x3: both fine)",
+                   "Embedding(num_classes + 1, dim)", "must work for b = 1"):
+        assert phrase in text["02_dit"], phrase
+
+
+# --------------------------------------------------------------------------------------
+# committed release
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_release_has_stubs_and_no_solutions_or_hidden_tests(a):
+    rel = read(release_path(a))
+    src = read(source_path(a))
+    assert len(rel.cells) == len(src.cells)
+    for r, s in zip(rel.cells, src.cells):
+        assert not r.get("outputs"), "release notebooks carry no outputs"
+        assert "BEGIN SOLUTION" not in r.source and "HIDDEN TESTS" not in r.source
+        assert "hidden=True" not in r.source
+        if nbg(s).get("solution"):
+            n_regions = s.source.count("### BEGIN SOLUTION")
+            assert r.source.count("raise NotImplementedError()") == n_regions
+            assert r.source.count("# YOUR CODE HERE") == n_regions
+        else:
+            assert "NotImplementedError" not in r.source or "NotImplementedError" in s.source
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_release_starts_with_colab_badge_and_setup_cell(a):
+    rel = read(release_path(a))
+    badge, setup = rel.cells[0], rel.cells[1]
+    assert badge.cell_type == "markdown"
+    assert colab.colab_url(a) in badge.source and colab.REPO_URL.split("github.com/")[1] in badge.source
+    assert setup.cell_type == "code" and setup.source.strip() == colab.setup_cell_source().strip()
+
+
+def test_colab_setup_cell_installs_only_on_colab(monkeypatch):
+    calls = []
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append((a, k)))
+    code = compile(colab.setup_cell_source(), "<setup>", "exec")
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(code, {})
+    assert calls == [], "the set-up cell must do nothing outside Colab"
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    exec(code, {})
+    assert len(calls) == 1
+    cmd = calls[0][0][0]
+    assert cmd[1:4] == ["-m", "pip", "install"] and f"git+{colab.REPO_URL}@{colab.BRANCH}" in cmd
+
+
+def test_colab_url_rejects_non_github_urls():
+    with pytest.raises(ValueError, match="repo_url"):
+        colab.colab_url("01_cfg", repo_url="https://gitlab.com/a/b")
+    assert colab.colab_url("02_dit", repo_url="https://github.com/me/fork.git", branch="dev") == (
+        "https://colab.research.google.com/github/me/fork/blob/dev/notebooks/02_dit/02_dit.ipynb")
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_notebooks_do_not_depend_on_the_repo_as_working_directory(a):
+    for cell in read(source_path(a)).cells:
+        if cell.cell_type != "code":
+            continue
+        for bad in ("../", "solutions/", "notebooks/", "cfgflow_ref/", "autograder/", "sys.path",
+                    "os.chdir"):
+            assert bad not in cell.source, f"{a}: {bad!r} in cell {cell.id}"
+
+
+# --------------------------------------------------------------------------------------
+# regeneration
+# --------------------------------------------------------------------------------------
+
+
+def _comparable(nb):
+    return [(c.cell_type, c.source, nbg(c)) for c in nb.cells]
+
+
+@pytest.mark.slow
+def test_release_in_sync_with_sources(tmp_path):
+    """``python -m autograder.release`` reproduces the committed notebooks/ exactly."""
+    from autograder.release import release
+
+    out = release(out_dir=str(tmp_path))
+    assert sorted(out) == sorted(ASSIGNMENTS)
+    for a in ASSIGNMENTS:
+        fresh, committed = read(release_path(a, str(tmp_path))), read(release_path(a))
+        assert _comparable(fresh) == _comparable(committed), (
+            f"notebooks/{a} is out of date: run python -m autograder.release")
+        with open(release_path(a, str(tmp_path))) as f, open(release_path(a)) as g:
+            assert f.read() == g.read(), "the release is not byte-for-byte deterministic"
+    assert not os.path.exists(os.path.join(REPO, "gradebook.db")), "release wrote a gradebook in the repo"
