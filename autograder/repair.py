@@ -239,9 +239,17 @@ def repair_submission(submitted_nb, source_nb) -> Tuple[NotebookNode, List[str]]
                          "it was removed and the cell runs as an ordinary cell.")
 
     scores: Dict[Tuple[int, str], float] = {}
+    exact: Dict[str, List[str]] = {}
+    for s in srcs:
+        if s.kind == "locked":
+            exact.setdefault(s.visible, []).append(s.grade_id)
     for i, cell in enumerate(cells):
+        same = exact.get("\n".join(_norm_lines(_source(cell))), [])
         for s in srcs:
-            scores[(i, s.grade_id)] = _content_score(cell, s)
+            if s.kind == "locked" and same:  # an exact copy: no fuzzy matching needed
+                scores[(i, s.grade_id)] = 1.0 if s.grade_id in same else 0.0
+            else:
+                scores[(i, s.grade_id)] = _content_score(cell, s)
 
     assigned: Dict[str, int] = {}       # grade_id -> submission cell index
     how: Dict[str, str] = {}            # grade_id -> "metadata" | "content" | "position"
