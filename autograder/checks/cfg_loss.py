@@ -57,7 +57,7 @@ class _Path(nn.Module):
 
     def sample_conditional_path(self, z, t):
         tt = self._t(t, z)
-        x = tt * z + (1 - tt) * torch.randn_like(z)
+        x = tt * z + (1 - tt) * torch.randn(z.shape, device=z.device, dtype=z.dtype)  # randn_like on meta is slow
         self.log["sample"].append((z, t, x))
         return x
 

@@ -1,0 +1,76 @@
+"""The catalogs prove the checks: every mutant loses points with the expected message, every
+correct alternative and the reference earn full marks, the unmodified stub earns nothing."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+import cfgflow_ref as ref
+from autograder.catalog import entries
+from autograder.catalog.__main__ import evaluate
+from autograder.checks import PARTS, check, run_check
+
+MUTANTS = entries(kind="mutant")
+ALTERNATIVES = entries(kind="alternative")
+
+REFERENCE = {
+    "cfg_loss": ref.CFGTrainer, "mlp_field": ref.MLPConditionalVectorField,
+    "fourier_encoder": ref.FourierEncoder, "patchifier": ref.Patchifier, "mha": ref.MHA,
+    "dit_layer": ref.DiffusionTransformerLayer, "dit": ref.DiffusionTransformer,
+    "depatchifier": ref.Depatchifier, "mnist_dit": ref.MNISTDiffusionTransformer,
+}
+
+
+def test_catalog_covers_every_part():
+    for part in PARTS:
+        assert len(entries(part, "mutant")) >= 4, part
+        assert len(entries(part, "alternative")) >= 2, part
+
+
+@pytest.mark.parametrize("entry", MUTANTS, ids=lambda e: f"{e.part}-{e.name}")
+def test_mutant_loses_points_with_named_mistake(entry):
+    o = evaluate(entry)
+    assert o.visible < 1.0 or o.hidden < 1.0, f"{entry.name} earned full marks"
+    assert entry.expect.lower() in o.text.lower(), o.text
+
+
+@pytest.mark.parametrize("entry", ALTERNATIVES, ids=lambda e: f"{e.part}-{e.name}")
+def test_alternative_gets_full_marks(entry):
+    o = evaluate(entry)
+    assert (o.visible, o.hidden) == (1.0, 1.0), o.text
+
+
+@pytest.mark.parametrize("part", sorted(REFERENCE))
+@pytest.mark.parametrize("hidden", [False, True])
+def test_reference_gets_full_marks(part, hidden):
+    rep = run_check(part, REFERENCE[part], points=3, hidden=hidden, allow_reference=True, out=io.StringIO())
+    assert rep.earned == 3.0, rep.text
+
+
+class _Stub:
+    """What nbgrader's release leaves: ``raise NotImplementedError()`` in the solution region."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __getattr__(self, name):
+        raise NotImplementedError()
+
+    def __call__(self, *args, **kwargs):
+        raise NotImplementedError()
+
+
+class _InitStub:
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError()
+
+
+@pytest.mark.parametrize("part", sorted(PARTS))
+@pytest.mark.parametrize("stub", [_Stub, _InitStub])
+def test_stub_earns_nothing(part, stub, capsys):
+    for hidden in (False, True):
+        with pytest.raises(AssertionError, match="NotImplementedError: did you fill in the cell"):
+            check(part, stub, points=2, hidden=hidden)
+    assert capsys.readouterr().err == ""
