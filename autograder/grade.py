@@ -370,6 +370,7 @@ def _worker_env(cfg: GradeConfig, course: Path) -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     env["JUPYTER_RUNTIME_DIR"] = str(course / ".runtime")
     env["MPLBACKEND"] = "Agg"
+    env.setdefault("CFGFLOW_OFFLINE", "1")  # no MNIST download per submission (empty value: allow)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.pop("NBGRADER_EXECUTION", None)  # nbgrader sets it to 'autograde' around execution
     return env

@@ -191,3 +191,11 @@ def test_outputs_written(graded, course):
         for student, exp in EXPECTED.items():
             sub = gb.find_submission(A, student)
             assert sub.score == sum(exp[:3]), student
+
+
+@pytest.mark.slow
+def test_stderr_warning_zeroes_the_cell_without_ignore_pattern(course):
+    """nbgrader zeroes a grade cell with stderr output; our IgnorePattern is what saves test_warn."""
+    cfg = GradeConfig(**{**course["cfg"].__dict__, "ignore_pattern": ""})
+    (r,), _ = grade_submissions(course["subs"], cfg, None, students=["complete"])
+    assert (r.scores["tiny/test_add"], r.scores["tiny/test_warn"]) == (2.0, 0.0)
