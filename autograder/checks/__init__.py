@@ -55,3 +55,11 @@ def check(part: str, student_class, *, points: float, hidden: bool = False) -> f
 
 
 _integrity.register_own(sys.modules[__name__], "check", "run_check")
+
+
+def _tables():
+    return {name: (p.config, tuple((s.name, s.fn, s.weight) for s in p.subchecks))
+            for name, p in PARTS.items()}
+
+
+_integrity.register_invariant("the check tables (autograder.checks.PARTS)", _tables)

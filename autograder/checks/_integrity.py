@@ -44,6 +44,14 @@ def register_own(module, *names: str):
         _OWN.append((module, name, getattr(module, name)))
 
 
+_INVARIANTS: List[Tuple[str, Callable, object]] = []  # (name, getter, value at registration)
+
+
+def register_invariant(name: str, getter: Callable):
+    """Remember ``getter()`` now; a different value later counts as tampering."""
+    _INVARIANTS.append((name, getter, getter()))
+
+
 def tampering() -> List[str]:
     """Names of replaced functions (empty when nothing was patched)."""
     problems = []
@@ -59,4 +67,11 @@ def tampering() -> List[str]:
     for module, name, original in _OWN:
         if getattr(module, name, None) is not original:
             problems.append(f"{module.__name__}.{name}")
+    for name, getter, value in _INVARIANTS:
+        try:
+            same = getter() == value
+        except Exception:  # noqa: BLE001 - a broken getter means something was replaced
+            same = False
+        if not same:
+            problems.append(name)
     return problems

@@ -57,7 +57,8 @@ class _Path(nn.Module):
 
     def sample_conditional_path(self, z, t):
         tt = self._t(t, z)
-        x = tt * z + (1 - tt) * torch.randn(z.shape, device=z.device, dtype=z.dtype)  # randn_like on meta is slow
+        noise = torch.randn(z.shape, device=z.device, dtype=z.dtype)  # randn_like is slow on meta
+        x = tt * z + (1 - tt) * noise
         self.log["sample"].append((z, t, x))
         return x
 

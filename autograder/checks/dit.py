@@ -61,6 +61,9 @@ def _cond_units(layer, dim):
     for name, m in layer.named_modules():
         if isinstance(m, nn.Linear) and f"{name}.weight" in zero and m.out_features % dim == 0:
             units.append((m, m.out_features // dim))
+    six = [u for u in units if u[1] == 6]
+    if six:  # a zero-initialised inner layer of an MLP conditioning net is not an output
+        return six[-1:]
     if not units:
         units = [(m, 6) for m in layer.modules() if isinstance(m, nn.Linear) and m.out_features == 6 * dim]
     return units
@@ -245,7 +248,7 @@ def _tbuild(ctx):
 
 
 def _pos(model, n, d):
-    for p in model.parameters():
+    for p in list(model.parameters(recurse=False)) + list(model.parameters()):
         if p.numel() == n * d and p.dim() in (2, 3) and tuple(p.shape[-2:]) == (n, d):
             return p
     raise Fail(f"no positional encoding found: add a learned nn.Parameter of shape (n_tokens, dim) = "

@@ -1,0 +1,144 @@
+"""The check runner's contract: stdout only, float or AssertionError, partial credit, refusals,
+tamper detection, no side effects on the caller's RNG and thread settings."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import math
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+import cfgflow_ref as ref
+from autograder import checks
+from autograder.catalog.components import Fourier
+from autograder.catalog.components import MNISTDiT as GoodMNIST
+from autograder.checks import _core, check, run_check
+
+
+class ZerosFourier(Fourier):
+    """Right shape, wrong values: earns the shape sub-checks only."""
+
+    def forward(self, t):
+        return torch.zeros(t.shape[0], 2 * self.weights.numel()) + 0 * self.weights.sum()
+
+
+class NoisyFourier(Fourier):
+    """Correct, but warns and writes to stderr while it runs."""
+
+    def forward(self, t):
+        warnings.warn("a student's warning", UserWarning, stacklevel=2)
+        print("debug print", file=sys.stderr)
+        return super().forward(t)
+
+
+def test_full_marks_return_float(capsys):
+    got = check("fourier_encoder", Fourier, points=2)
+    assert got == 2.0 and isinstance(got, float)
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert out.out.count("PASS") == len(checks.PARTS["fourier_encoder"].subchecks)
+
+
+def test_partial_credit_is_a_float_between():
+    got = check("fourier_encoder", ZerosFourier, points=4)
+    assert isinstance(got, float) and 0 < got < 4
+
+
+def test_zero_raises_listing_failures(capsys):
+    class Broken(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+
+        def forward(self, t):
+            return t[:, None, None] @ t  # shape error
+
+    with pytest.raises(AssertionError) as info:
+        check("fourier_encoder", Broken, points=2)
+    assert "RuntimeError" in str(info.value) or "IndexError" in str(info.value)
+    assert capsys.readouterr().err == ""
+
+
+def test_nothing_reaches_stderr(capsys):
+    assert check("fourier_encoder", NoisyFourier, points=1) == 1.0
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert "a student's warning" in out.out
+
+
+def test_refuses_reference_class_and_subclass_and_submodule():
+    class Sub(ref.FourierEncoder):
+        pass
+
+    class Wraps(GoodMNIST):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.patchifier = ref.Patchifier(32, a[0] if a else k["patch_size"], k.get("dim", 16))
+
+    for cls in (ref.FourierEncoder, Sub):
+        rep = run_check("fourier_encoder", cls, points=1, out=io.StringIO())
+        assert rep.refused and rep.earned == 0
+    with pytest.raises(AssertionError, match="cfgflow_ref"):
+        check("fourier_encoder", ref.FourierEncoder, points=1)
+    rep = run_check("mnist_dit", Wraps, points=1, out=io.StringIO())
+    assert rep.earned < 1 and "reference Patchifier" in rep.text
+
+
+def test_abstract_reference_bases_are_allowed():
+    # the notebooks import ConditionalVectorField / Trainer from cfgflow_ref
+    assert check("mnist_dit", GoodMNIST, points=1) == 1.0
+
+
+def test_patched_allclose_is_refused(monkeypatch):
+    monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
+    rep = run_check("fourier_encoder", ZerosFourier, points=1, out=io.StringIO())
+    assert rep.refused and "torch.allclose" in rep.refused
+
+
+def test_patched_builtin_and_own_function_are_refused(monkeypatch):
+    monkeypatch.setattr(builtins, "isinstance", builtins.isinstance.__call__)
+    rep = run_check("fourier_encoder", Fourier, points=1, out=io.StringIO())
+    assert rep.refused and "isinstance" in rep.refused
+    monkeypatch.undo()
+    monkeypatch.setattr(_core, "close", lambda *a, **k: True)
+    rep = run_check("fourier_encoder", ZerosFourier, points=1, out=io.StringIO())
+    assert rep.refused and "close" in rep.refused
+
+
+def test_patched_table_is_refused(monkeypatch):
+    part = checks.PARTS["fourier_encoder"]
+    monkeypatch.setattr(part, "subchecks", part.subchecks[:1])
+    rep = run_check("fourier_encoder", ZerosFourier, points=1, out=io.StringIO())
+    assert rep.refused
+
+
+def test_rng_and_threads_untouched():
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    check("fourier_encoder", Fourier, points=1)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(3))
+    assert torch.get_num_threads() == threads
+
+
+def test_hidden_uses_other_sizes():
+    for name, part in checks.PARTS.items():
+        assert part.config(True) != part.config(False), name
+
+
+def test_unknown_part():
+    with pytest.raises(ValueError, match="part must be one of"):
+        check("nope", Fourier, points=1)
+
+
+def test_close_is_own_code():
+    a = torch.tensor([1.0, 2.0])
+    assert _core.close(a, a + 1e-6)
+    assert not _core.close(a, a + 1e-2)
+    assert not _core.close(a, torch.tensor([math.nan, 2.0]))
+    assert not _core.close(a, a[:1])
