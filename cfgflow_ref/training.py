@@ -9,6 +9,7 @@ weights for sampling; checkpoint and resume.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from abc import ABC, abstractmethod
 from typing import List, Optional, Sequence, Tuple
@@ -109,6 +110,16 @@ class Trainer(ABC):
             self.ema.load_state_dict(state["ema"])
         self.step, self.losses = state["step"], list(state["losses"])
 
+    def _flush_losses(self, pending: List[torch.Tensor], last_step: int):
+        """Move the losses of the last steps to ``self.losses``; raise on a non-finite one."""
+        values = torch.stack(pending).tolist()
+        first = last_step - len(values) + 1
+        pending.clear()
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                raise FloatingPointError(f"loss became {v} at step {first + i}")
+        self.losses.extend(values)
+
     def train(
         self,
         model: nn.Module,
@@ -156,6 +167,10 @@ class Trainer(ABC):
         model.train()
         bar = tqdm(range(self.step, num_steps), disable=not progress, initial=self.step,
                    total=num_steps)
+        # On CUDA, reading each loss back (.item()) stalls the launch queue every step, so
+        # losses are collected on the device and read (and checked) every `sync_every` steps.
+        sync_every = 25 if device.type == "cuda" else 1
+        pending: List[torch.Tensor] = []
         for step in bar:
             cur_lr = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
             for group in self.opt.param_groups:
@@ -163,15 +178,19 @@ class Trainer(ABC):
             self.opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss = loss_fn(**kwargs)
-            if not torch.isfinite(loss):
+            if sync_every == 1 and not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
             loss.backward()
             self.opt.step()
             if self.ema is not None:
                 self.ema.update(model)
             self.step = step + 1
-            self.losses.append(loss.item())
-            if progress and (step % 10 == 0 or step == num_steps - 1):
+            pending.append(loss.detach().float())
+            ckpt_due = bool(ckpt_every) and (self.step % ckpt_every == 0 or self.step == num_steps)
+            show = progress and (step % 10 == 0 or step == num_steps - 1)
+            if len(pending) >= sync_every or self.step == num_steps or ckpt_due or show:
+                self._flush_losses(pending, step)
+            if show:
                 bar.set_postfix(lr=f"{cur_lr:.1e}", loss=f"{self.losses[-1]:.4f}")
             if ckpt_every and (self.step % ckpt_every == 0 or self.step == num_steps):
                 model.eval()
