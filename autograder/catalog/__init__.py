@@ -47,7 +47,11 @@ def alternative(part: str):
 
 def entries(part: Optional[str] = None, kind: Optional[str] = None) -> List[Entry]:
     _load()
-    return [e for e in ENTRIES if (part is None or e.part == part) and (kind is None or e.kind == kind)]
+    from autograder.checks import PARTS
+
+    order = {name: i for i, name in enumerate(PARTS)}
+    chosen = [e for e in ENTRIES if (part is None or e.part == part) and (kind is None or e.kind == kind)]
+    return sorted(chosen, key=lambda e: (order.get(e.part, 99), e.kind != "mutant"))
 
 
 def _load():
