@@ -141,9 +141,11 @@ def notebook_01_cfg():
 
         @@TABLE@@
 
-        Write your code only between the lines `# YOUR CODE HERE` and the end of the stub (remove
-        the `raise NotImplementedError()`). Do not rename the classes or change their signatures;
-        every convention the tests enforce is written in the stub's docstring.
+        In each graded cell, replace the two lines `# YOUR CODE HERE` /
+        `raise NotImplementedError()` by your code and leave the rest of the cell as it is: do
+        not rename the classes or change their signatures. Every convention the tests enforce
+        is written in the stub's docstring. Run the cells top to bottom; the test cell after
+        each part tells you what passes.
     """, "intro", table=points_table(CFG_PARTS)))
     cells.append(given("""
         import os
@@ -519,8 +521,10 @@ def notebook_02_dit():
 
         Every convention that a test enforces is stated in the stub's docstring; where the
         notebook leaves a choice free (convolution or unfold + Linear, fused or separate q/k/v,
-        LayerNorm or RMSNorm, ...) every correct choice earns full marks. Keep the class names and
-        signatures. The training cells at the end are not graded.
+        LayerNorm or RMSNorm, ...) every correct choice earns full marks. Replace each
+        `# YOUR CODE HERE` / `raise NotImplementedError()` stub by your code; keep the class
+        names and signatures. Later classes use the earlier ones (the DiT layer uses your
+        `MHA`, the full model uses all of them). The training cells at the end are not graded.
     """, "intro", table=points_table(DIT_PARTS)))
     cells.append(given("""
         import math

@@ -129,7 +129,7 @@ def test_solution_notebook_executes_with_full_marks(a, tmp_path, monkeypatch, mn
     assert stderr_in_grade_cells(nb) == [], "nbgrader gives 0 points to a grade cell with stderr"
     scores = grade_cell_scores(nb)
     assert scores and all(got == full for got, full in scores.values()), scores
-    assert figures(nb) >= (3 if a == "01_cfg" else 4), "the figures are missing"
+    assert figures(nb) >= 3, "the figures are missing"
 
 
 @pytest.mark.slow
