@@ -70,13 +70,17 @@ library's own functions or its tables were replaced (the library compares with i
 """
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def subcheck_tables() -> str:
     lines = ["## Sub-checks per part", ""]
     for name, part in PARTS.items():
         vis, hid = part.config(False), part.config(True)
         lines += [f"### {name}", "", f"visible sizes `{vis}`, hidden `{hid}`", "",
                   "| sub-check | weight | checks |", "|---|---|---|"]
-        lines += [f"| {s.name} | {s.weight:g} | {s.description} |" for s in part.subchecks]
+        lines += [f"| {s.name} | {s.weight:g} | {_cell(s.description)} |" for s in part.subchecks]
         lines.append("")
     return "\n".join(lines)
 
@@ -91,16 +95,15 @@ def markdown(outcomes: List[Outcome]) -> str:
              "|---|---|---|---|---|---|"]
     for o in outcomes:
         if o.entry.kind == "mutant":
-            msg = o.first_message.replace("|", "\\|")
-            lines.append(f"| {o.entry.part} | {o.entry.name} | {o.entry.doc} | {o.visible:.0%} | "
-                         f"{o.hidden:.0%} | {msg} |")
+            lines.append(f"| {o.entry.part} | {o.entry.name} | {_cell(o.entry.doc)} | {o.visible:.0%} | "
+                         f"{o.hidden:.0%} | {_cell(o.first_message)} |")
     lines += ["", "## Correct alternatives accepted", "",
               f"Full marks in both modes for {sum(o.ok for o in alt)} of {len(alt)}.", "",
               "| part | accepted alternative | what differs | visible | hidden |",
               "|---|---|---|---|---|"]
     for o in outcomes:
         if o.entry.kind == "alternative":
-            lines.append(f"| {o.entry.part} | {o.entry.name} | {o.entry.doc} | {o.visible:.0%} | "
+            lines.append(f"| {o.entry.part} | {o.entry.name} | {_cell(o.entry.doc)} | {o.visible:.0%} | "
                          f"{o.hidden:.0%} |")
     return "\n".join(lines)
 

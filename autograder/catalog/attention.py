@@ -127,3 +127,15 @@ class TimmStyleHeadMajor(nn.Module):
         q, k, v = rearrange(self.qkv(x), "b n (h three d) -> three b h n d", three=3, h=self.h)
         a = torch.einsum("bhid,bhjd->bhij", q, k).mul(q.shape[-1] ** -0.5).softmax(dim=-1)
         return self.proj(rearrange(torch.einsum("bhij,bhjd->bhid", a, v), "b h n d -> b n (h d)"))
+
+
+@alternative(P)
+class TorchMultihead(nn.Module):
+    """nn.MultiheadAttention(batch_first=True) (its packed in_proj and out_proj)."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]

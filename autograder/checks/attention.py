@@ -42,7 +42,8 @@ def _attend(q, k, v, scale, axis=-1):
 
 
 def _candidates(model, dim):
-    """Yield ``(label, qkv_fn, out_fn)``: qkv_fn(x, heads, split) -> q, k, v as (b, h, n, hd)."""
+    """Yield ``(qkv_fn, outs)``: qkv_fn(x, heads) -> q, k, v as (b, h, n, hd); outs the possible
+    output projections (None: no projection)."""
     lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
     sq = [m for m in lins if m.in_features == dim and m.out_features == dim]
     fused = [(m.weight, m.bias) for m in lins if m.in_features == dim and m.out_features == 3 * dim]
@@ -50,15 +51,17 @@ def _candidates(model, dim):
         if isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
             fused.append((m.in_proj_weight, m.in_proj_bias))
             sq.append(m.out_proj)
-    outs = [lambda o, m=m: F.linear(o, m.weight, m.bias) for m in sq] or [None]
+
+    def proj(m):
+        return lambda o: F.linear(o, m.weight, m.bias)
+
     for w, b in fused:
         for order in itertools.permutations(range(3)):
             for split in _SPLITS:
                 def qkv(x, h, split=split, order=order, w=w, b=b):
                     parts = rearrange(F.linear(x, w, b), f"b n {split} -> three b h n hd", three=3, h=h)
                     return tuple(parts[i] for i in order)
-                for out in outs + [None]:
-                    yield "fused", qkv, out
+                yield qkv, [proj(m) for m in sq] + [None]
     if len(sq) >= 3:
         for perm in itertools.permutations(sq, 3):
             rest = [m for m in sq if all(m is not p for p in perm)]
@@ -66,9 +69,7 @@ def _candidates(model, dim):
                 def qkv(x, h, perm=perm, split=split):
                     return tuple(rearrange(F.linear(x, m.weight, m.bias), f"b n {split} -> b h n hd", h=h)
                                  for m in perm)
-                for m in rest + [None]:
-                    out = None if m is None else (lambda o, m=m: F.linear(o, m.weight, m.bias))
-                    yield "separate", qkv, out
+                yield qkv, [proj(m) for m in rest] + [None]
 
 
 def _variants(dim, heads):
@@ -92,24 +93,33 @@ def _values(ctx):
     if not cands:
         raise Fail("no projections found: use a fused nn.Linear(dim, 3 * dim) or separate "
                    "nn.Linear(dim, dim) for q, k, v, plus an output nn.Linear(dim, dim)")
-    found = {}
     one_head = "heads ignored: split q, k, v into `heads` heads of size dim // heads"
-    for h_used, hmsg in ((heads, None), (1, one_head)):
-        for _, qkv, proj in cands:
-            for split in _HEADS:
+    diagnosis = None
+    # first pass: the correct formula under every layout; second: the known mistakes
+    for wanted in ("ok", "wrong"):
+        for h_used, hmsg in ((heads, None), (1, one_head)):
+            if wanted == "ok" and hmsg:
+                continue
+            for qkv, outs in cands:
                 try:
                     q, k, v = qkv(x, h_used)
                 except (RuntimeError, ValueError):
                     continue
                 for key, kw, msg in _variants(dim, h_used):
-                    o = rearrange(_attend(q, k, v, **kw), f"b h n hd -> b n {split}")
-                    final = proj(o) if proj is not None else o
-                    if close(out, final, 1e-4):
-                        if key == "ok" and proj is not None and hmsg is None:
-                            return
-                        found.setdefault("msg", hmsg or msg or _NO_OUT)
-    if "msg" in found:
-        raise Fail(found["msg"])
+                    if wanted == "ok" and key != "ok":
+                        continue  # first pass: the correct formula only
+                    if wanted == "wrong" and key == "ok" and not hmsg:
+                        continue  # second pass: the mistakes (any formula with one head)
+                    att = _attend(q, k, v, **kw)
+                    for merge in _HEADS:
+                        o = rearrange(att, f"b h n hd -> b n {merge}")
+                        for p in outs:
+                            if close(out, p(o) if p is not None else o, 1e-4):
+                                if wanted == "ok" and p is not None:
+                                    return
+                                diagnosis = diagnosis or hmsg or msg or _NO_OUT
+        if diagnosis:
+            raise Fail(diagnosis)
     raise Fail("values differ from multi-head attention computed with your projections "
                "(softmax(q k^T / sqrt(head_dim)) v per head, heads merged, output projection)")
 
