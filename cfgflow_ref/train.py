@@ -46,6 +46,7 @@ class TrainConfig:
     # sampling: the CFG ODE from t = 0 to 1
     solver: str = "heun"
     sample_steps: int = 15
+    sample_amp: bool = False  # sample under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs)
     grid_scales: Tuple[float, ...] = (1.0, 3.0, 5.0)
     grid_per_class: int = 8
     # evaluation: guidance_sweep at these scales, n_per_class digits of each class
@@ -146,15 +147,16 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     if out is not None:
         trainer.save(os.path.join(out, "last.pt"))
         t0 = time.time()
-        result["grids"] = save_sample_grids(net, out, prefix="samples", guidance_scales=cfg.grid_scales,
-                                            samples_per_class=cfg.grid_per_class,
-                                            num_steps=cfg.sample_steps, null_label=10)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.sample_amp):
+            result["grids"] = save_sample_grids(net, out, prefix="samples", guidance_scales=cfg.grid_scales,
+                                                samples_per_class=cfg.grid_per_class,
+                                                num_steps=cfg.sample_steps, null_label=10)
         result["grid_seconds"] = round(time.time() - t0, 1)
     if evaluate and cfg.eval_scales:
         t0 = time.time()
         reference = RealReference(root, source)
         sweep = guidance_sweep(net, cfg.eval_scales, cfg.eval_per_class, num_steps=cfg.sample_steps,
-                               solver=cfg.solver, reference=reference)
+                               solver=cfg.solver, reference=reference, amp=cfg.sample_amp)
         result["eval_seconds"] = round(time.time() - t0, 1)
         result["sweep"] = sweep
         result["data_source"] = reference.source
