@@ -187,3 +187,17 @@ class Plain(Depatchifier):
     def __init__(self, img_size, patch_size, dim, final_dim=10):
         super().__init__(img_size, patch_size, dim, final_dim)
         nn.init.zeros_(self.conv.weight)
+
+
+@alternative(D)
+class TwoConvsDropout(Depatchifier):
+    """Dropout after the MLP (off in eval), then two 3x3 convs (a 2-pixel halo)."""
+
+    def __init__(self, img_size, patch_size, dim, final_dim=10):
+        super().__init__(img_size, patch_size, dim, final_dim)
+        self.drop = nn.Dropout(0.1)
+        self.conv = nn.Sequential(nn.Conv2d(final_dim, final_dim, 3, padding=1), nn.GELU(),
+                                  nn.Conv2d(final_dim, 1, 3, padding=1))
+
+    def forward(self, x):
+        return self.conv(self.to_image(self.drop(self.mlp(self.norm(x)))))

@@ -96,6 +96,18 @@ class Context:
     def __getitem__(self, key: str):
         return self.cfg[key]
 
+    def new(self, *args, **kwargs):
+        """Construct the student's class; modules go to eval mode (dropout off: the checks grade
+        the function) and may not be built from graded reference modules."""
+        obj = self.cls(*args, **kwargs)
+        if isinstance(obj, nn.Module):
+            obj.eval()
+            if not getattr(self, "allow_reference", False):
+                why = reference_submodule(obj)
+                if why:
+                    raise Fail(why)
+        return obj
+
 
 # --------------------------------------------------------------------------------------------
 # comparison helpers (own code: never torch.allclose, which a student could patch)

@@ -26,7 +26,7 @@ def _config(hidden: bool):
 
 
 def _build(ctx):
-    return ctx.cls(ctx["dim"], ctx["heads"])
+    return ctx.new(ctx["dim"], ctx["heads"])
 
 
 _SPLITS = ["(three h hd)", "(h three hd)", "(h hd three)", "(three hd h)"]

@@ -25,20 +25,12 @@ from ._core import (
     close,
     expect_shape,
     max_err,
-    reference_submodule,
     rerandomize,
     zero_parameters,
 )
 
 _BROADCAST_HINT = "broadcast the (b, d) conditioning over tokens with [:, None, :] (or unsqueeze(1))"
 
-
-def _refuse_reference_parts(ctx, model):
-    if not getattr(ctx, "allow_reference", False):
-        why = reference_submodule(model)
-        if why:
-            raise Fail(why)
-    return model
 
 # ------------------------------------------------------------------------------ dit_layer
 
@@ -50,7 +42,7 @@ def _lconfig(hidden: bool):
 
 
 def _lbuild(ctx):
-    return _refuse_reference_parts(ctx, ctx.cls(ctx["dim"], ctx["heads"]))
+    return ctx.new(ctx["dim"], ctx["heads"])
 
 
 def _cond_units(layer, dim):
@@ -244,7 +236,7 @@ def _tconfig(hidden: bool):
 
 
 def _tbuild(ctx):
-    return _refuse_reference_parts(ctx, ctx.cls(ctx["depth"], ctx["n"], ctx["dim"], heads=ctx["heads"]))
+    return ctx.new(ctx["depth"], ctx["n"], ctx["dim"], heads=ctx["heads"])
 
 
 def _pos(model, n, d):
@@ -354,7 +346,7 @@ def _mconfig(hidden: bool):
 
 def _mbuild(ctx, v=None):
     p, layers, dim, heads = v or ctx["variants"][0]
-    return _refuse_reference_parts(ctx, ctx.cls(patch_size=p, num_layers=layers, dim=dim, heads=heads))
+    return ctx.new(patch_size=p, num_layers=layers, dim=dim, heads=heads)
 
 
 def _minputs(b):

@@ -22,7 +22,7 @@ def _config(hidden: bool):
 
 
 def _build(ctx):
-    return ctx.cls(ctx["dim"])
+    return ctx.new(ctx["dim"])
 
 
 def _find_weights(enc, dim):

@@ -22,7 +22,7 @@ def _config(hidden: bool):
 
 
 def _build(ctx):
-    return ctx.cls(ctx["dim"], ctx["hidden_dim"], ctx["class_dim"], ctx["num_classes"])
+    return ctx.new(ctx["dim"], ctx["hidden_dim"], ctx["class_dim"], ctx["num_classes"])
 
 
 def _inputs(ctx, b=None):

@@ -25,7 +25,7 @@ def _pconfig(hidden: bool):
 
 
 def _pbuild(ctx):
-    return ctx.cls(ctx["img"], ctx["p"], ctx["dim"])
+    return ctx.new(ctx["img"], ctx["p"], ctx["dim"])
 
 
 def _pshape(ctx):
@@ -131,21 +131,22 @@ def _dconfig(hidden: bool):
 
 
 def _dbuild(ctx):
-    D = ctx.cls(ctx["img"], ctx["p"], ctx["dim"])
+    D = ctx.new(ctx["img"], ctx["p"], ctx["dim"])
     rerandomize(D, ctx["seed"])
     return D
 
 
 def _dshape(ctx):
-    D, img, p, b = ctx.cls(ctx["img"], ctx["p"], ctx["dim"]), ctx["img"], ctx["p"], ctx["b"]
+    D, img, p, b = ctx.new(ctx["img"], ctx["p"], ctx["dim"]), ctx["img"], ctx["p"], ctx["b"]
     n = (img // p) ** 2
     expect_shape(D(torch.randn(b, n, ctx["dim"])), (b, 1, img, img),
                  hint="an image (b, 1, img, img): end with a conv to 1 channel")
 
 
 def _halo(D):
-    k = [max(m.kernel_size) for m in D.modules() if isinstance(m, nn.Conv2d)]
-    return max([(s - 1) // 2 for s in k] + [0])
+    """How far convolutions can spread a patch: the sum of their half-widths (times dilation)."""
+    return sum(max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation))
+               for m in D.modules() if isinstance(m, nn.Conv2d))
 
 
 @torch.no_grad()
