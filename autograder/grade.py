@@ -151,6 +151,10 @@ def nbgrader_config(course_root: Path, cfg: GradeConfig):
     c.CourseDirectory.db_url = f"sqlite:///{course_root / 'gradebook.db'}"
     c.Execute.timeout = int(cfg.cell_timeout_s)
     c.ExecutePreprocessor.timeout = int(cfg.cell_timeout_s)  # older nbgrader (issue #1463)
+    # A timed-out cell whose kernel does not answer the interrupt within iopub_timeout (code that
+    # swallows KeyboardInterrupt, a long C call, a slow import under load) must cost that cell, not
+    # the notebook: with nbgrader's default (True) nbclient raises and the whole autograde fails.
+    c.Execute.raise_on_iopub_timeout = False
     c.IgnorePattern.enabled = bool(cfg.ignore_pattern)
     c.IgnorePattern.pattern = cfg.ignore_pattern
     c.OverwriteCells.add_missing_cells = True  # re-add deleted grade/test cells
@@ -191,6 +195,10 @@ def find_submissions(submissions_dir: Path, assignment: str,
     submissions_dir = Path(submissions_dir)
     if not submissions_dir.is_dir():
         raise NotADirectoryError(f"SUBMISSIONS_DIR {submissions_dir} is not a directory")
+    loose = sorted(p.name for p in submissions_dir.glob("*.ipynb"))
+    if loose:
+        print(f"warning: ignoring notebooks directly in {submissions_dir} (expected one folder per "
+              f"student): {', '.join(loose[:5])}{' ...' if len(loose) > 5 else ''}", file=sys.stderr)
     found: dict[str, list[Path]] = {}
     for sdir in sorted(p for p in submissions_dir.iterdir() if p.is_dir()):
         if sdir.name.startswith("."):
@@ -572,6 +580,58 @@ def merge_gradebook(db_path: Path, template_db: Path, results: list[StudentResul
             gb.db.commit()
 
 
+def merge_shards(shards: list[Path], out_dir: Path, assignment: str) -> list[StudentResult]:
+    """Merge the outputs of several runs (e.g. one per machine) into one ``out_dir``.
+
+    Each shard is an ``--out`` folder of this command for the same assignment and source. Their
+    grade cells and maxima must agree and no student may appear twice. Writes the combined
+    ``grades.csv``, ``feedback/`` and ``gradebook.db`` (rebuilt serially from the CSVs).
+    """
+    from nbgrader.api import Gradebook
+
+    shards = [Path(s) for s in shards]
+    if not shards:
+        raise ValueError("merge: no shard folders given")
+    with Gradebook(f"sqlite:///{shards[0] / 'gradebook.db'}", COURSE_ID) as gb:
+        gb_cells = [CellInfo(nb.name, gc.name, float(gc.max_score))
+                    for nb in gb.find_assignment(assignment).notebooks for gc in nb.grade_cells]
+    by_col = dict(zip(csv_columns(gb_cells), gb_cells))
+    with open(shards[0] / "grades.csv", newline="", encoding="utf-8") as f:
+        cols = [k for k in next(csv.reader(f)) if k in by_col]  # keep the CSV's column order
+    cells = [by_col[k] for k in cols]
+    results: dict[str, StudentResult] = {}
+    header0 = None
+    for shard in shards:
+        with open(shard / "grades.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        header = [k for k in rows[0] if k in by_col]
+        if sorted(header) != sorted(cols) or (header0 is not None and rows[0] != header0):
+            raise ValueError(f"merge: {shard}/grades.csv has other grade cells or maxima than "
+                             f"{shards[0]}/grades.csv (graded from a different source?)")
+        header0 = rows[0]
+        for row in rows[1:]:
+            if row["student"] in results:
+                raise ValueError(f"merge: student {row['student']!r} appears in two shards "
+                                 f"(second: {shard})")
+            results[row["student"]] = StudentResult(
+                row["student"], status=row["status"], reason=row["reason"],
+                notes=[n for n in row["notes"].split(" | ") if n],
+                scores={f"{by_col[k].notebook}/{by_col[k].grade_id}": float(row[k]) for k in cols})
+        for fb in sorted((shard / "feedback").glob("*.html")):
+            if fb.stem in results:
+                (out_dir / "feedback").mkdir(parents=True, exist_ok=True)
+                if (out_dir / "feedback" / fb.name).resolve() != fb.resolve():
+                    shutil.copyfile(fb, out_dir / "feedback" / fb.name)
+    merged = [results[s] for s in sorted(results)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base.db"
+        shutil.copyfile(shards[0] / "gradebook.db", base)
+        merge_gradebook(out_dir / "gradebook.db", base, merged, cells, assignment)
+    write_csv(out_dir / "grades.csv", merged, cells, assignment)
+    return merged
+
+
 def score_table(results: list[StudentResult], cells: list[CellInfo], title: str = "") -> str:
     """A plain-text table: one row per student, one column per grade cell, total, status."""
     cols = csv_columns(cells)
@@ -612,6 +672,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--keep-workdirs", type=Path, default=None, metavar="DIR",
                    help="keep every private course under DIR (debugging)")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="SHARD_OUT",
+                   help="merge the --out folders of several runs into --out instead of grading")
     p.add_argument("--worker-job", type=Path, help=argparse.SUPPRESS)
     return p
 
@@ -620,6 +682,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.worker_job:
         return _worker_main(args.worker_job)
+    if args.merge:
+        merged = merge_shards(args.merge, args.out, args.assignment)
+        print(f"merged {len(args.merge)} shards: {len(merged)} students -> {args.out}/grades.csv, "
+              f"{args.out}/feedback/, {args.out}/gradebook.db")
+        return 0
     if args.submissions is None:
         _parser().error("SUBMISSIONS_DIR is required")
     cfg = GradeConfig(assignment=args.assignment, source_dir=args.source, workers=args.workers,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -199,3 +200,27 @@ def test_stderr_warning_zeroes_the_cell_without_ignore_pattern(course):
     cfg = GradeConfig(**{**course["cfg"].__dict__, "ignore_pattern": ""})
     (r,), _ = grade_submissions(course["subs"], cfg, None, students=["complete"])
     assert (r.scores["tiny/test_add"], r.scores["tiny/test_warn"]) == (2.0, 0.0)
+
+
+@pytest.mark.slow
+def test_merge_shards(graded, course, tmp_path):
+    """Split one run's output in two 'machines' and merge them back: same CSV and gradebook."""
+    from autograder.grade import merge_shards
+
+    src = course["root"] / "out1"
+    lines = (src / "grades.csv").read_text().splitlines(keepends=True)
+    head, rows = lines[:2], lines[2:]
+    for name, part in (("a", rows[:4]), ("b", rows[4:])):
+        shard = tmp_path / name
+        shutil.copytree(src, shard)
+        (shard / "grades.csv").write_text("".join(head + part))
+    merged = merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "m", A)
+    assert [r.student for r in merged] == sorted(EXPECTED)
+    assert (tmp_path / "m" / "grades.csv").read_text() == (src / "grades.csv").read_text()
+    assert len(list((tmp_path / "m" / "feedback").glob("*.html"))) == len(EXPECTED)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{tmp_path / 'm' / 'gradebook.db'}", "cfgflow") as gb:
+        assert gb.find_submission(A, "complete").score == 6
+    with pytest.raises(ValueError, match="appears in two shards"):
+        merge_shards([tmp_path / "a", tmp_path / "a"], tmp_path / "m2", A)
