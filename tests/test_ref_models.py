@@ -96,6 +96,25 @@ def test_dit_layer_is_identity_at_init_and_not_after_training():
     assert not torch.allclose(out2[1], out[1])
 
 
+@pytest.mark.parametrize("shift, scale", [(0.0, 0.0), (0.3, 0.5)])
+def test_dit_layer_modulation_math(shift, scale):
+    """With the adaLN output fixed through its bias (weight 0), the block computes
+    x1 = x + g1 * attn(LN(x) (1 + scale) + shift), out = x1 + g2 * mlp(LN(x1) (1 + scale) + shift)."""
+    d = 16
+    layer = DiffusionTransformerLayer(dim=d, heads=2)
+    g1, g2 = 0.7, 1.3
+    with torch.no_grad():  # chunk order of the reference: shift1, scale1, gate1, shift2, scale2, gate2
+        layer.adaLN[-1].bias.copy_(torch.tensor([shift, scale, g1, shift, scale, g2]).repeat_interleave(d))
+    x, c = torch.randn(2, 5, d), torch.randn(2, d)
+
+    def mod(h):
+        return F.layer_norm(h, (d,), eps=1e-6) * (1 + scale) + shift
+
+    x1 = x + g1 * layer.attn(mod(x))
+    want = x1 + g2 * layer.mlp(mod(x1))
+    torch.testing.assert_close(layer(x, c), want, rtol=1e-5, atol=1e-5)
+
+
 def test_dit_layer_bad_shapes_raise():
     layer = DiffusionTransformerLayer(dim=16, heads=2)
     with pytest.raises(ValueError, match="c must have shape"):
