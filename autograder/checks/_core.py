@@ -155,6 +155,20 @@ def describe_exception(e: BaseException, hints: Dict[str, str]) -> str:
     return msg
 
 
+_BATCH1_HINT = ("at batch size 1 -> avoid .squeeze() (it drops the batch axis too): use t.reshape(-1) "
+                "or t.reshape(-1, 1)")
+
+
+def at_batch1(fn, *args):
+    """Call ``fn(*args)``; an exception becomes a failure that names batch size 1."""
+    try:
+        return fn(*args)
+    except (Fail, NotImplementedError):
+        raise
+    except Exception as e:  # noqa: BLE001 - the student's error, reported with a hint
+        raise Fail(f"{describe_exception(e, {})} {_BATCH1_HINT}") from e
+
+
 @torch.no_grad()
 def rerandomize(module: nn.Module, seed: int, skip=()):
     """Give every parameter fresh random values so zero-initialised layers (adaLN-Zero,

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn as nn
 
-from ._core import Fail, Part, SubCheck, close, expect_shape
+from ._core import Fail, Part, SubCheck, at_batch1, close, expect_shape
 
 
 def _config(hidden: bool):
@@ -112,7 +112,7 @@ def _t_shapes(ctx):
 def _batch1(ctx):
     enc, dim = _build(ctx), ctx["dim"]
     for t in (torch.rand(1), torch.rand(1, 1, 1, 1)):
-        out = enc(t)
+        out = at_batch1(enc, t)
         expect_shape(out, (1, dim), f"output for t of shape {tuple(t.shape)}",
                      "batch size 1: avoid t.squeeze(), use t.reshape(-1)")
 
