@@ -255,3 +255,44 @@ def test_trainer_with_ema_uses_it_for_sampling():
     trainer.train(model, num_steps=3, lr=0.1, warmup_steps=1, ema_decay=0.5, progress=False)
     assert trainer.sampling_model is trainer.ema.model
     assert not torch.allclose(trainer.sampling_model.weight, model.weight)
+
+
+# -- MNIST-shaped data -------------------------------------------------------------------
+
+class MetaImages(LabeledSampleable):
+    def sample(self, num_samples):
+        return (torch.randn(num_samples, 1, 32, 32, device="meta"),
+                torch.randint(0, 10, (num_samples,), device="meta"))
+
+
+def test_dit_training_loss_is_device_correct_on_meta():
+    from cfgflow_ref.models import MNISTDiffusionTransformer
+
+    model = MNISTDiffusionTransformer(patch_size=8, num_layers=1, dim=16, heads=2).to("meta")
+    path = GaussianConditionalProbabilityPath(MetaImages(), [1, 32, 32], LinearAlpha(), LinearBeta())
+    loss = CFGTrainer(path, eta=0.35, null_label=10, model=model).get_train_loss(batch_size=4)
+    assert loss.device.type == "meta" and loss.shape == ()
+
+
+@pytest.mark.slow  # ~10-17 s on a loaded 2-core machine (imports torchvision/seaborn, samples)
+def test_mnist_trainer_checkpoints_write_model_and_grids(tmp_path):
+    from cfgflow_ref.models import MNISTDiffusionTransformer
+    from cfgflow_ref.training import MNISTCFGTrainer
+
+    class Digits(LabeledSampleable):
+        def sample(self, num_samples):
+            return torch.randn(num_samples, 1, 32, 32), torch.randint(0, 10, (num_samples,))
+
+    torch.manual_seed(0)
+    model = MNISTDiffusionTransformer(patch_size=8, num_layers=1, dim=16, heads=2)
+    path = GaussianConditionalProbabilityPath(Digits(), [1, 32, 32], LinearAlpha(), LinearBeta())
+    trainer = MNISTCFGTrainer(path, guidance_scales=(1.0, 3.0), samples_per_class=1, sample_steps=2)
+    losses, _ = trainer.train(model, num_steps=2, lr=1e-3, warmup_steps=1, ckpt_every=2,
+                              output_dir=str(tmp_path), progress=False, batch_size=4)
+    assert len(losses) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "last.pt", "step_000002_w1.png", "step_000002_w3.png"]
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["step"] == 2 and len(state["losses"]) == 2
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(state["model"][k], v)
