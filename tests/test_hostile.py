@@ -1,7 +1,8 @@
 """The hostile batch: every broken or hostile submission is graded, none breaks the batch.
 
 One run of the grading engine (``python -m autograder.grade``, two workers, per-cell time-out
-20 s, per-submission 120 s, memory cap 3 GB) grades the hostile cases of
+20 s, per-submission 120 s, memory cap 3 GB; ``CFGFLOW_HOSTILE_CELL_TIMEOUT`` /
+``CFGFLOW_HOSTILE_SUBMISSION_TIMEOUT`` raise the time-outs on a loaded machine) grades the hostile cases of
 :mod:`autograder.hostile` together with the complete solution and the untouched release. To fit
 a few minutes on two cores, source and release are trimmed of the ungraded demonstration cells
 (figures, the GMM training run; :func:`autograder.hostile.trim_for_ci`); every solution, test
@@ -23,7 +24,11 @@ from autograder.hostile import build_cases, parts_of, trim_for_ci, write_batch
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "01_cfg"
-LIMITS = ["--cell-timeout", "20", "--submission-timeout", "120", "--mem-mb", "3000"]
+# Small limits, as the brief of the suite asks; on a loaded shared machine the imports cell alone can
+# pass 20 s, so both time-outs can be raised through the environment without editing the test.
+CELL_TIMEOUT = os.environ.get("CFGFLOW_HOSTILE_CELL_TIMEOUT", "20")
+SUBMISSION_TIMEOUT = os.environ.get("CFGFLOW_HOSTILE_SUBMISSION_TIMEOUT", "120")
+LIMITS = ["--cell-timeout", CELL_TIMEOUT, "--submission-timeout", SUBMISSION_TIMEOUT, "--mem-mb", "3000"]
 _SRC = REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 _REL = REPO / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 
