@@ -116,7 +116,7 @@ PART = Part(
         SubCheck("values", "equals mlp(cat([x, embedding(y), t])) with your modules", 2, _values),
         SubCheck("t_shapes", "t of shape (b, 1, 1, 1) gives the same result as (b,)", 0.5, _t_shapes),
         SubCheck("batch1", "works at batch size 1", 0.5, _batch1),
-        SubCheck("null", "null label (num_classes) accepted and labels used", 0.5, _null),
+        SubCheck("null", "null label (num_classes) accepted and labels used", 1, _null),
     ],
     _config,
     {"index out of range": "the null label num_classes needs num_classes + 1 embedding rows",
