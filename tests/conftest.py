@@ -7,6 +7,8 @@
 - ``mnist_root`` points the MNIST loaders at one cache directory (``$CFGFLOW_DATA`` or
   ``/tmp/mnistcache``) so tests reuse the preprocessed tensors.
 - matplotlib uses the non-interactive Agg backend.
+- Tests run offline: ``CFGFLOW_OFFLINE=1`` (unless already set) makes every MNIST load,
+  in this process and in the notebook kernels it starts, use the bundled digits at once.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 matplotlib.use("Agg")
 torch.set_num_threads(1)
+os.environ.setdefault("CFGFLOW_OFFLINE", "1")
 
 
 @pytest.fixture(autouse=True)
