@@ -147,3 +147,21 @@ class SDPADropout(FusedMHA):
 
     def attend(self, q, k, v):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=0.1 if self.training else 0.0)
+
+
+@alternative(P)
+class QueryAndFusedKV(nn.Module):
+    """Linear(dim, dim) for q and a fused Linear(dim, 2 dim) for k, v (cross-attention habit)."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.h = heads
+        self.to_q = nn.Linear(dim, dim)
+        self.to_kv = nn.Linear(dim, 2 * dim)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.h)
+        k, v = rearrange(self.to_kv(x), "b n (two h d) -> two b h n d", two=2, h=self.h)
+        o = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(rearrange(o, "b h n d -> b n (h d)"))

@@ -21,7 +21,8 @@ _C_TYPES = (types.BuiltinFunctionType, types.BuiltinMethodType, types.MethodDesc
 _TORCH_FUNCS = ["allclose", "isclose", "equal", "cat", "stack", "abs", "randn", "rand", "randint",
                 "zeros", "ones", "where"]
 _TENSOR_METHODS = ["abs", "max", "min", "sum", "mean", "item", "__sub__", "__add__", "__mul__",
-                   "double", "detach", "clone", "reshape", "float", "__lt__", "__gt__", "__eq__"]
+                   "double", "detach", "clone", "reshape", "float", "__lt__", "__gt__", "__eq__",
+                   "softmax", "__matmul__", "transpose"]
 _BUILTINS = ["abs", "isinstance", "issubclass", "len", "float", "int", "max", "min", "print",
              "getattr", "hasattr", "type", "range", "sum", "any", "all", "round", "id"]
 
@@ -31,6 +32,7 @@ def _lookup() -> Dict[str, object]:
     found.update({f"torch.Tensor.{n}": getattr(torch.Tensor, n) for n in _TENSOR_METHODS})
     found.update({f"builtins.{n}": getattr(builtins, n) for n in _BUILTINS})
     found["torch.testing.assert_close"] = torch.testing.assert_close
+    found["torch.nn.functional.linear"] = torch.nn.functional.linear
     return found
 
 

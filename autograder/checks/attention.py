@@ -62,6 +62,16 @@ def _candidates(model, dim):
                     parts = rearrange(F.linear(x, w, b), f"b n {split} -> three b h n hd", three=3, h=h)
                     return tuple(parts[i] for i in order)
                 yield qkv, [proj(m) for m in sq] + [None]
+    for kv in (m for m in lins if m.in_features == dim and m.out_features == 2 * dim):
+        for q_lin in sq:
+            for order in ((0, 1), (1, 0)):
+                for split in ("(two h hd)", "(h two hd)", "(h hd two)"):
+                    def qkv(x, h, kv=kv, q_lin=q_lin, order=order, split=split):
+                        q = rearrange(F.linear(x, q_lin.weight, q_lin.bias), "b n (h hd) -> b h n hd", h=h)
+                        pair = rearrange(F.linear(x, kv.weight, kv.bias), f"b n {split} -> two b h n hd",
+                                         two=2, h=h)
+                        return q, pair[order[0]], pair[order[1]]
+                    yield qkv, [proj(m) for m in sq if m is not q_lin] + [None]
     if len(sq) >= 3:
         for perm in itertools.permutations(sq, 3):
             rest = [m for m in sq if all(m is not p for p in perm)]
