@@ -434,9 +434,11 @@ def notebook_01_cfg():
         * **right**: samples with the null label only, i.e. the learned unconditional field:
           they should cover all three modes.
 
-        With $w = 1$ the conditional samples spread like the modes themselves; with larger $w$
-        they contract towards the centre of each mode and away from the others: guidance buys
-        class fidelity with diversity. Change `GUIDANCE_SCALES` and rerun to see it.
+        With $w = 1$ the conditional samples spread like the modes themselves. With larger $w$
+        they shrink into tight clusters and are pushed *away from the other modes*, past the
+        centre of their own mode: $\\tilde u$ extrapolates from the unconditional field towards
+        the conditional one. Guidance buys unmistakable class membership with diversity (and
+        with faithfulness to $p(x \\mid y)$). Change `GUIDANCE_SCALES` and rerun to see it.
     """, "part3_text"))
     cells.append(given("""
         gmm = GMM.symmetric_2d(nmodes=3, radius=2.0, std=0.2).to(device)
