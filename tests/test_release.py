@@ -250,3 +250,11 @@ def test_release_in_sync_with_sources(tmp_path):
         with open(release_path(a, str(tmp_path))) as f, open(release_path(a)) as g:
             assert f.read() == g.read(), "the release is not byte-for-byte deterministic"
     assert not os.path.exists(os.path.join(REPO, "gradebook.db")), "release wrote a gradebook in the repo"
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_sources_have_no_control_characters(a):
+    """A lost backslash in the builder ("\\tilde", "\\alpha") turns into a tab or a bell."""
+    for cell in read(source_path(a)).cells:
+        bad = sorted({ch for ch in cell.source if ord(ch) < 32 and ch != "\n"})
+        assert not bad, f"{a}, cell {cell.id}: control characters {bad!r}"
