@@ -67,6 +67,16 @@ permutations, per-sample independence). Known-wrong formulas evaluated with the 
 parameters name the mistake. A class from `cfgflow_ref` (or subclassing / containing a graded
 reference class) is refused, and so is a run in which `torch.allclose`, builtins, the
 library's own functions or its tables were replaced (the library compares with its own code).
+
+Known limits: the six adaLN modulation vectors must be contiguous blocks of `dim` values (any
+order; separate Linears also work), an interleaved `(d six)` layout is not recognised; MHA
+projections are recognised as one fused `Linear(dim, 3 dim)` (any q/k/v order, head-major or
+head-minor), separate q/k/v/out `Linear(dim, dim)`, q plus a fused `Linear(dim, 2 dim)` for k/v,
+or `nn.MultiheadAttention`; the patchifier must be affine per patch (the notebook says so); the
+depatchifier may spread a patch by the sum of its convolutions' half-widths; the CFG loss is
+recomputed from the model's last call. The device sub-check runs the loss on PyTorch's `meta`
+device: the first meta operation in a process imports PyTorch's decompositions (about 2.6 s of
+CPU once per kernel). Student modules are checked in eval mode (dropout off).
 """
 
 

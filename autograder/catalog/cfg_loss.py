@@ -99,6 +99,14 @@ class PerSampleNorm(_Base):
         return (pred - target).pow(2).sum(-1).mean()
 
 
+@mutant(P, "norm over the whole batch")
+class WholeBatchNorm(_Base):
+    """The norm of the whole batch's error."""
+
+    def objective(self, pred, target):
+        return torch.linalg.norm(pred - target)
+
+
 @mutant(P, "x where z belongs")
 class XInTarget(_Base):
     """Target u_t(x | x)."""
