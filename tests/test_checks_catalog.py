@@ -67,6 +67,24 @@ class _InitStub:
         raise NotImplementedError()
 
 
+def _forward_stub(part):
+    """A correct constructor with the graded method left as ``raise NotImplementedError()``."""
+    base = entries(part, "alternative")[0].cls
+    method = "get_train_loss" if part == "cfg_loss" else "forward"
+
+    def stub(self, *args, **kwargs):
+        raise NotImplementedError()
+
+    return type(f"{base.__name__}Stub", (base,), {method: stub})
+
+
+@pytest.mark.parametrize("part", sorted(PARTS))
+def test_given_constructor_with_stub_method_earns_nothing(part):
+    for hidden in (False, True):
+        rep = run_check(part, _forward_stub(part), points=2, hidden=hidden, out=io.StringIO())
+        assert rep.earned == 0.0, rep.text
+
+
 @pytest.mark.parametrize("part", sorted(PARTS))
 @pytest.mark.parametrize("stub", [_Stub, _InitStub])
 def test_stub_earns_nothing(part, stub, capsys):

@@ -265,7 +265,9 @@ def _tshape(ctx):
 
 
 def _tpos(ctx):
-    _pos(_tbuild(ctx), ctx["n"], ctx["dim"])
+    model, b, n, d = _tbuild(ctx), ctx["b"], ctx["n"], ctx["dim"]
+    model(torch.randn(b, n, d), torch.randn(b, d))  # a stub's forward must not earn this
+    _pos(model, n, d)
 
 
 def _inplace(ctx):
@@ -434,7 +436,10 @@ def _mparams(ctx):
     p, layers, dim, heads = ctx["variants"][0]
     ref = cfgflow_ref.MNISTDiffusionTransformer(p, layers, dim, heads)
     want = sum(q.numel() for q in ref.parameters())
-    got = sum(q.numel() for q in _mbuild(ctx).parameters())
+    model = _mbuild(ctx)
+    with torch.no_grad():
+        model(*_minputs(1))  # a stub's forward must not earn this
+    got = sum(q.numel() for q in model.parameters())
     if not 0.3 * want <= got <= 3 * want:
         raise Fail(f"{got} parameters, expected about {want} for these sizes (0.3x to 3x): check the layer "
                    "widths (MLP [dim, 4 dim, dim], 6 dim modulation values, depth layers)")
