@@ -706,7 +706,8 @@ def notebook_02_dit():
         conditioning vector $c \\in \\mathbb R^d$ (adaptive layer norm). From $c$ a small network
         (SiLU then Linear is the usual choice) regresses six vectors of shape `(b, d)`:
         $\\gamma_1, \\beta_1, \\alpha_1$ for the attention branch and $\\gamma_2, \\beta_2,
-        \\alpha_2$ for the MLP branch. With $\\mathrm{{mod}}(h; \\gamma, \\beta) = h \\odot (1 +
+        \\alpha_2$ for the MLP branch (the DiT paper's names; they are unrelated to the path's
+        $\\alpha_t, \\beta_t$). With $\\mathrm{{mod}}(h; \\gamma, \\beta) = h \\odot (1 +
         \\gamma) + \\beta$ (broadcast over the tokens):
 
         $$x \\leftarrow x + \\alpha_1 \\odot \\mathrm{{MHA}}\\big(\\mathrm{{mod}}(\\mathrm{{norm}}_1(x);
@@ -914,9 +915,9 @@ def notebook_02_dit():
         ## Training your DiT with classifier-free guidance
 
         Now the pieces meet: your `MNISTDiffusionTransformer` is trained with the CFG loss of
-        Notebook 1 (the reference `MNISTCFGTrainer` from `cfgflow_ref`, which is the
-        `CFGTrainer` you wrote plus checkpoints, sample grids and an exponential moving average
-        of the weights used for sampling) on the Gaussian path with $\\alpha_t = t$,
+        Notebook 1 (the reference `MNISTCFGTrainer` from `cfgflow_ref`: the same loss as your
+        `CFGTrainer`, plus checkpoints, sample grids and an exponential moving average of the
+        weights used for sampling) on the Gaussian path with $\\alpha_t = t$,
         $\\beta_t = 1 - t$, null label 10 and $\\eta = 0.35$.
 
         The configurations come from `cfgflow_ref.train`:
