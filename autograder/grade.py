@@ -113,6 +113,7 @@ class StudentResult:
     notes: list = field(default_factory=list)
     feedback_html: Optional[str] = None
     wall_s: float = 0.0
+    peak_rss_mb: float = 0.0  # largest summed RSS of the worker's process tree (kernel included)
 
     def total(self) -> float:
         return float(sum(self.scores.values()))
@@ -420,6 +421,7 @@ def grade_one(student: str, files: list[Path], template: Path, src_nbs: list[Pat
     if out.status in ("timeout", "memory", "crash") and res.stderr:
         out.notes.append("grader stderr (tail): " + _tail(res.stderr, 800))
     out.wall_s = time.perf_counter() - t0
+    out.peak_rss_mb = float(getattr(res, "peak_rss_mb", 0.0) or 0.0)
     if not cfg.keep_workdirs:
         shutil.rmtree(course, ignore_errors=True)
     return out

@@ -129,11 +129,12 @@ def run_pipeline(out_dir: Path, workers: Optional[int] = None,
 def write_summary(path: Path, report: Dict[str, dict]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["assignment", "student", "total", "max_total", "status", "wall_s"])
+        w.writerow(["assignment", "student", "total", "max_total", "status", "wall_s", "peak_rss_mb"])
         for a, rep in report.items():
             mx = sum(c.max_score for c in rep["cells"])
             for r in rep["results"]:
-                w.writerow([a, r.student, f"{r.total():g}", f"{mx:g}", r.status, f"{r.wall_s:.1f}"])
+                w.writerow([a, r.student, f"{r.total():g}", f"{mx:g}", r.status, f"{r.wall_s:.1f}",
+                        f"{r.peak_rss_mb:.0f}"])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -60,16 +60,17 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - t0
             per = [r.wall_s for r in results]
             rows.append((w, wall, 60 * len(results) / wall, sum(per) / len(per), max(per),
-                         load0, os.getloadavg()[0]))
+                         max(r.peak_rss_mb for r in results), load0, os.getloadavg()[0]))
             scores[w] = {r.student: (r.scores, r.status) for r in results}
             print(f"  workers={w}: {len(results)} submissions in {wall:.1f} s", file=sys.stderr, flush=True)
 
     print(f"\nbench_grading: {args.assignment}, {args.n} submissions, {os.cpu_count()} CPUs, "
           f"python {sys.version.split()[0]}")
     print(f"{'workers':>7}  {'wall_s':>7}  {'subs/min':>8}  {'mean_s/sub':>10}  {'max_s/sub':>9}  "
-          f"{'load_before':>11}  {'load_after':>10}")
-    for w, wall, spm, mean, mx, l0, l1 in rows:
-        print(f"{w:>7}  {wall:>7.1f}  {spm:>8.2f}  {mean:>10.1f}  {mx:>9.1f}  {l0:>11.2f}  {l1:>10.2f}")
+          f"{'peak_rss_mb':>11}  {'load_before':>11}  {'load_after':>10}")
+    for w, wall, spm, mean, mx, rss, l0, l1 in rows:
+        print(f"{w:>7}  {wall:>7.1f}  {spm:>8.2f}  {mean:>10.1f}  {mx:>9.1f}  {rss:>11.0f}  "
+              f"{l0:>11.2f}  {l1:>10.2f}")
     if len(rows) > 1:
         print(f"speed-up {rows[-1][0]} vs {rows[0][0]} workers: {rows[-1][2] / rows[0][2]:.2f}x")
     same = all(scores[w] == scores[args.workers[0]] for w in args.workers)
