@@ -355,6 +355,7 @@ def repair_submission(submitted_nb, source_nb) -> Tuple[NotebookNode, List[str]]
         taken.add(pick)
 
     # 5. write metadata and cell types back; notes for each restoration -------------------
+    readonly_restored: List[int] = []
     for gid, i in assigned.items():
         s = by_id[gid]
         cell = cells[i]
@@ -369,17 +370,25 @@ def repair_submission(submitted_nb, source_nb) -> Tuple[NotebookNode, List[str]]
                 if key in s.cell.metadata:
                     cell.metadata[key] = s.cell.metadata[key]
             reason = {"content": "by its content", "position": "by its position"}[how[gid]]
-            notes.append(f"{where(i).capitalize()} had lost its grading metadata; it was matched {reason} to "
-                         f"the {s.label()} and graded as such.")
+            if s.kind == "locked" and not s.is_test:
+                readonly_restored.append(i)  # one summary note for these, below
+            else:
+                notes.append(f"{where(i).capitalize()} had lost its grading metadata; it was matched "
+                             f"{reason} to the {s.label()} and graded as such.")
         else:
             want = s.cell.metadata["nbgrader"]
             have = cell.metadata["nbgrader"]
             for key in ("grade", "solution", "locked", "points", "task"):
                 if key in want and have.get(key) != want[key]:
                     have[key] = want[key]
-        if s.kind == "locked" and scores[(i, gid)] < 1.0:
+        if s.is_test and scores[(i, gid)] < 1.0:
             notes.append(f"{where(i).capitalize()} ({s.label()}) had been edited; the original version "
                          "is used for grading.")
+
+    if readonly_restored:
+        notes.append(f"{len(readonly_restored)} read-only cell(s) of the assignment (cells "
+                     + ", ".join(str(i + 1) for i in sorted(readonly_restored))
+                     + ") had lost their metadata and were matched by their content.")
 
     # 6. order: graded cells in source order, student cells follow their anchor -----------
     anchor_of = {i: gid for gid, i in assigned.items()}

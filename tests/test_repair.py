@@ -140,7 +140,8 @@ def test_stripped_metadata_is_matched_back(source_nb):
     nbg = out.cells[3].metadata["nbgrader"]
     assert nbg["grade"] and nbg["locked"] and nbg["points"] == 3
     assert out.cells[2].metadata["nbgrader"]["solution"] is True
-    assert len([n for n in notes if "lost its grading metadata" in n]) == 6
+    assert len([n for n in notes if "lost its grading metadata" in n]) == 5
+    assert any("1 read-only cell(s)" in n and "(cells 2)" in n for n in notes)
     assert any("position" in n and "'scale'" in n for n in notes)  # the all-solution cell
     assert any("by its content" in n and "'fourier'" in n for n in notes)
     nbformat.validate(out)
@@ -163,6 +164,15 @@ def test_duplicated_solution_cell_keeps_the_last_copy(source_nb):
     assert len(old) == 1 and "# fixed" not in old[0].source
     assert out.cells.index(old[0]) < ids.index("fourier")
     assert any("another copy" in n and "'fourier'" in n for n in notes)
+
+
+def test_edited_test_cell_is_noted(source_nb):
+    sub = make_student(make_source())
+    sub.cells[3].source = 'check("fourier_encoder", FourierEncoder, points=3)  # more points please'
+    sub.cells[1].source += "\nimport numpy"  # read-only, not a test: nbgrader restores it silently
+    out, notes = repair_submission(sub, source_nb)
+    assert [n for n in notes if "had been edited" in n] == [
+        "Cell 4 (test cell 'test_fourier') had been edited; the original version is used for grading."]
 
 
 def test_duplicated_test_cell_keeps_one(source_nb):
