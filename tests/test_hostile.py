@@ -96,10 +96,19 @@ def test_complete_solution_grade_is_the_same_alone(graded):
     assert float(b["total"]) == float(b["max_total"])
 
 
+# Known hole, found by this suite: the test cells call the ``check`` bound by the imports cell, so a
+# student cell that rebinds ``check`` (or patches ``autograder.checks.check``) replaces the grader
+# and the real check never runs, so ``_integrity`` cannot see it. Strict: the mark must go once the
+# checks/test cells close it (see docs/robustness.md, "Known limits").
+_KNOWN_HOLES = {"tamper_check": "test cells call a rebindable `check`; the real check never runs"}
+
+
 def _case_names():
     if not (_SRC.exists() and _REL.exists()):
         return []
-    return [c.name for c in build_cases(_read(_SRC), _read(_REL))] + ["complete", "release"]
+    names = [c.name for c in build_cases(_read(_SRC), _read(_REL))] + ["complete", "release"]
+    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=_KNOWN_HOLES[n]))
+            if n in _KNOWN_HOLES else n for n in names]
 
 
 @pytest.mark.slow
