@@ -66,7 +66,7 @@ LAB = TrainConfig(name="lab")
 # ~5 minutes on 2 CPU cores, training plus sampling the evaluation set (docs/training.md).
 QUICK = TrainConfig(
     name="quick", patch_size=4, depth=4, dim=128, heads=4, batch_size=128, num_steps=300,
-    lr=1e-3, warmup_steps=50, ema_decay=0.98, solver="heun", sample_steps=8,
+    lr=1e-3, warmup_steps=50, ema_decay=0.98, solver="heun", sample_steps=8, sample_amp=True,
     eval_scales=(1.0, 3.0), eval_per_class=50,
 )
 
@@ -138,6 +138,7 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     train_s, train_cpu_s = time.time() - t0, time.process_time() - cpu0
     steps_done = max(cfg.num_steps - start_step, 0)
     net = trainer.sampling_model.eval()
+    sample_amp = cfg.sample_amp and device.type in ("cpu", "cuda")
     result = dict(config=cfg.to_dict(), device=str(device), torch=torch.__version__,
                   threads=torch.get_num_threads(), load_avg=list(os.getloadavg()),
                   params=count_parameters(model), train_seconds=round(train_s, 1),
@@ -147,7 +148,7 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     if out is not None:
         trainer.save(os.path.join(out, "last.pt"))
         t0 = time.time()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.sample_amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=sample_amp):
             result["grids"] = save_sample_grids(net, out, prefix="samples", guidance_scales=cfg.grid_scales,
                                                 samples_per_class=cfg.grid_per_class,
                                                 num_steps=cfg.sample_steps, null_label=10)
@@ -156,7 +157,7 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
         t0 = time.time()
         reference = RealReference(root, source)
         sweep = guidance_sweep(net, cfg.eval_scales, cfg.eval_per_class, num_steps=cfg.sample_steps,
-                               solver=cfg.solver, reference=reference, amp=cfg.sample_amp)
+                               solver=cfg.solver, reference=reference, amp=sample_amp)
         result["eval_seconds"] = round(time.time() - t0, 1)
         result["sweep"] = sweep
         result["data_source"] = reference.source

@@ -28,6 +28,7 @@ def test_quick_and_tiny_configs():
     assert (QUICK.patch_size, QUICK.depth, QUICK.dim, QUICK.heads) == (4, 4, 128, 4)
     assert 1.0 in QUICK.eval_scales and 3.0 in QUICK.eval_scales and QUICK.eval_per_class == 50
     assert QUICK.grid_scales == (1.0, 3.0, 5.0) and TINY.grid_scales == (1.0, 3.0, 5.0)
+    assert QUICK.sample_amp and QUICK.solver == "heun" and QUICK.ema_decay is not None
     assert TINY.num_steps <= 10 and TINY.dim <= 32
     assert set(train.CONFIGS) == {"tiny", "quick", "lab"}
     assert all(isinstance(c, TrainConfig) for c in train.CONFIGS.values())
