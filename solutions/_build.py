@@ -927,7 +927,9 @@ def notebook_02_dit():
           500 warm-up steps; samples come from an exponential moving average of the weights.
           Minutes on a modern GPU (bf16 autocast is switched on automatically).
         * **`QUICK`** (used on a CPU): a smaller model (4 layers, width 128) and 300 steps, about
-          five minutes on two CPU cores; expect blurry, only roughly digit-like samples.
+          five minutes on two free CPU cores (much longer on a busy machine). Expect blurry blobs
+          that only begin to look like digits, more so at larger $w$; the GPU recipe gives clean
+          digits.
         * **`TINY`** (used while nbgrader grades the notebook): seconds; only proves the
           cells run.
 
