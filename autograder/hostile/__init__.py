@@ -198,15 +198,17 @@ for _ in range(200):  # 200 x 256 MB, touched
 
 
 def _sys_exit(nb, rel, src, p):
+    # IPython turns SystemExit into an error output and keeps the kernel. (The bare ``exit()``
+    # builtin is different in a kernel: it asks the kernel to shut down, like os._exit below.)
     _append(nb, p.solutions[0], "import sys\nsys.exit()")
-    _append(nb, p.solutions[1], "exit()")
-    return HostileCase("sys_exit", "sys.exit() and exit() at the end of solution cells", nb,
+    _append(nb, p.solutions[1], "raise SystemExit(2)")
+    return HostileCase("sys_exit", "sys.exit() and raise SystemExit at the end of solution cells", nb,
                        expect={"status": ["ok"], "full": [0, 1]})
 
 
 def _os_exit(nb, rel, src, p):
-    _append(nb, p.solutions[1], "import os\nos._exit(3)")
-    return HostileCase("os_exit", "os._exit() in a solution cell kills the kernel", nb,
+    _append(nb, p.solutions[1], "import os\nexit()  # in a kernel: shuts the kernel down\nos._exit(3)")
+    return HostileCase("os_exit", "exit() / os._exit() in a solution cell end the kernel", nb,
                        expect={"status": ["ok", "error"]})
 
 
