@@ -36,6 +36,7 @@ import html
 import json
 import os
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -63,6 +64,15 @@ DEFAULT_IGNORE_PATTERN = (
 )
 
 STATUS_OK = "ok"
+
+# Signed check results: test cells that call the check library must show a line signed with the
+# submission's key for every point they score (autograder/_signing.py).
+CHECKS_MODULE = "autograder.checks"
+GRADE_KEY_ENV = "CFGFLOW_GRADE_KEY"
+_CALLS_CHECK = re.compile(r"(?<![\w.])(?:autograder\.checks\.)?check\s*\(")
+_CHECK_PART = re.compile(r"check\s*\(\s*[\"'](\w+)[\"']")
+TAMPER_NOTE = ("test cell {grade_id}: the check library did not run or was replaced (tampering?) "
+               "-> 0 points")
 
 
 @dataclass
@@ -114,6 +124,8 @@ class StudentResult:
     feedback_html: Optional[str] = None
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0  # largest summed RSS of the worker's process tree (kernel included)
+    # cells zeroed because their score had no valid signed check line: key -> nbgrader's auto score
+    tampered: dict = field(default_factory=dict)
 
     def total(self) -> float:
         return float(sum(self.scores.values()))
@@ -123,12 +135,13 @@ class StudentResult:
 # nbgrader configuration
 
 
-def nbgrader_config(course_root: Path, cfg: GradeConfig):
+def nbgrader_config(course_root: Path, cfg: GradeConfig, signed: bool = False):
     """A traitlets Config for a private course at ``course_root``.
 
     The instructor's ``autograder/nbgrader_config.py`` is loaded first when present (so settings
     such as ``ClearSolutions.code_stub`` stay in one place); the course layout and the grading
-    limits from ``cfg`` then override it.
+    limits from ``cfg`` then override it. ``signed``: the kernel imports the check library at
+    start-up (for the signed check results, see :func:`_verify_signatures`).
     """
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
@@ -159,15 +172,22 @@ def nbgrader_config(course_root: Path, cfg: GradeConfig):
     c.IgnorePattern.enabled = bool(cfg.ignore_pattern)
     c.IgnorePattern.pattern = cfg.ignore_pattern
     c.OverwriteCells.add_missing_cells = True  # re-add deleted grade/test cells
+    if signed:
+        # The kernel imports the check library before any notebook cell runs: it takes the grading
+        # key out of the environment (see autograder/_gradekey.py) before student code can read
+        # it, and captures the functions it relies on unpatched. The import (torch) now happens
+        # during kernel start-up, so allow for it there.
+        c.Execute.extra_arguments = [f"--InteractiveShellApp.exec_lines=__import__('{CHECKS_MODULE}')"]
+        c.Execute.startup_timeout = max(120, int(cfg.cell_timeout_s))
     c.Autograde.create_student = True
     c.NbGraderAPI.log_level = "WARN"
     return c
 
 
-def _api(course_root: Path, cfg: GradeConfig):
+def _api(course_root: Path, cfg: GradeConfig, signed: bool = False):
     from nbgrader.apps import NbGraderAPI
 
-    return NbGraderAPI(config=nbgrader_config(course_root, cfg))
+    return NbGraderAPI(config=nbgrader_config(course_root, cfg, signed))
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,11 +323,29 @@ def _worker_main(job_path: Path) -> int:
                                         "graded as submitted")
         nbformat.write(nb, str(dest_dir / f"{name}.ipynb"))
 
-    api = _api(course, cfg)
-    res = api.autograde(assignment, student, force=True, create=True)
+    # A fresh key per submission, for the kernel only (it inherits this process's environment and
+    # removes the variable at start-up); the check library signs every result with it.
+    signed = _uses_check_library(src_nbs.values())
+    key = secrets.token_hex(32) if signed else None
+    api = _api(course, cfg, signed)
+    if key:
+        os.environ[GRADE_KEY_ENV] = key
+    try:
+        res = api.autograde(assignment, student, force=True, create=True)
+    finally:
+        os.environ.pop(GRADE_KEY_ENV, None)
     if not res.get("success", False):
         out.update(status="error",
                    reason="nbgrader autograde failed: " + _tail(res.get("error") or res.get("log"), 1500))
+    if key:
+        try:
+            tampered = _verify_signatures(course, assignment, student, key.encode(), src_nbs)
+        except Exception as exc:  # no gradebook (autograde failed early): nothing to verify
+            tampered = {}
+            if out["status"] == STATUS_OK:
+                out.update(status="error", reason=f"signed check results not verified: {exc}")
+        out["tampered"] = tampered
+        out["notes"].extend(TAMPER_NOTE.format(grade_id=k.split("/", 1)[1]) for k in tampered)
     # scores: whatever the gradebook holds (also after a partial failure)
     try:
         out["scores"] = _scores_from_gradebook(course, assignment, student)
@@ -324,6 +362,73 @@ def _worker_main(job_path: Path) -> int:
         else:
             out["notes"].append("feedback generation failed: " + _tail(fb.get("error") or fb.get("log"), 500))
     return finish()
+
+
+def _uses_check_library(source_nbs) -> bool:
+    """Whether the assignment's test cells call the check library (then results are signed)."""
+    return any(CHECKS_MODULE in Path(p).read_text(encoding="utf-8") for p in source_nbs)
+
+
+def _check_cells(source_nb: Path) -> dict:
+    """``grade_id -> parts`` for the source's test cells that call ``check`` (parts: the part
+    names given as string literals, possibly empty)."""
+    import nbformat
+
+    nb = nbformat.read(str(source_nb), as_version=4)
+    found = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if (cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
+                and _CALLS_CHECK.search(cell.source)):
+            found[meta["grade_id"]] = set(_CHECK_PART.findall(cell.source))
+    return found
+
+
+def _stdout_of(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", [])
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+
+
+def _verify_signatures(course: Path, assignment: str, student: str, key: bytes,
+                       src_nbs: dict) -> dict:
+    """Zero every test cell that scored points without a matching signed check line.
+
+    For each grade cell of the source that calls ``check`` and got an auto score > 0, its stdout
+    in the autograded notebook must hold a line signed with ``key`` for one of the cell's parts,
+    with the cell's points and an earned value equal to the score (nbgrader caps it at the
+    points). Otherwise the genuine check did not produce that score (it was replaced or did not
+    run): the grade gets ``manual_score = 0`` in the course's gradebook, so nbgrader's totals and
+    feedback follow. Returns ``{"{notebook}/{grade_id}": auto_score}`` of the zeroed cells.
+    """
+    import nbformat
+    from nbgrader.api import Gradebook
+
+    from autograder import _signing
+
+    tampered = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
+        sub = gb.find_submission(assignment, student)
+        for nb_sub in sub.notebooks:
+            if nb_sub.name not in src_nbs:
+                continue
+            cells = _check_cells(src_nbs[nb_sub.name])
+            graded = course / "autograded" / student / assignment / f"{nb_sub.name}.ipynb"
+            outputs = {}
+            if graded.exists():
+                for cell in nbformat.read(str(graded), as_version=4).cells:
+                    gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+                    if gid in cells:
+                        outputs[gid] = _stdout_of(cell)
+            for g in nb_sub.grades:
+                if g.name not in cells or not g.auto_score or g.auto_score <= 0:
+                    continue
+                lines = _signing.valid_lines(outputs.get(g.name, ""), key)
+                if not _signing.matches(lines, float(g.auto_score), float(g.max_score), cells[g.name]):
+                    tampered[f"{nb_sub.name}/{g.name}"] = float(g.auto_score)
+                    g.manual_score = 0.0
+                    g.needs_manual_grade = False
+        gb.db.commit()
+    return tampered
 
 
 def _load_repair():
@@ -415,6 +520,7 @@ def grade_one(student: str, files: list[Path], template: Path, src_nbs: list[Pat
         r = json.loads(rpath.read_text())
         out.status, out.reason = r["status"], r["reason"]
         out.scores, out.notes, out.feedback_html = r["scores"], r["notes"], r["feedback_html"]
+        out.tampered = r.get("tampered", {})
     else:
         out.status = "crash"
         out.reason = f"grader process exited with code {res.returncode}: {_tail(res.stderr, 1500)}"
@@ -576,8 +682,12 @@ def merge_gradebook(db_path: Path, template_db: Path, results: list[StudentResul
             gb.update_or_create_student(r.student)
             gb.update_or_create_submission(assignment, r.student)
             for c in cells:
+                key = f"{c.notebook}/{c.grade_id}"
                 g = gb.find_grade(c.grade_id, c.notebook, assignment, r.student)
-                g.auto_score = r.scores[f"{c.notebook}/{c.grade_id}"]
+                if key in r.tampered:  # nbgrader's score kept, overridden (the notes say why)
+                    g.auto_score, g.manual_score = r.tampered[key], 0.0
+                else:
+                    g.auto_score = r.scores[key]
                 g.needs_manual_grade = False
             gb.db.commit()
 

@@ -7,6 +7,9 @@ One run of the grading engine (``python -m autograder.grade``, two workers, per-
 a few minutes on two cores, source and release are trimmed of the ungraded demonstration cells
 (figures, the GMM training run; :func:`autograder.hostile.trim_for_ci`); every solution, test
 and import cell stays. A second run grades the complete solution alone.
+
+``CFGFLOW_HOSTILE_ONLY=tamper_check,sys_exit`` grades only those cases (plus the two controls);
+the outcome tests of the other cases are then skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ ASSIGNMENT = "01_cfg"
 # pass 20 s, so both time-outs can be raised through the environment without editing the test.
 CELL_TIMEOUT = os.environ.get("CFGFLOW_HOSTILE_CELL_TIMEOUT", "20")
 SUBMISSION_TIMEOUT = os.environ.get("CFGFLOW_HOSTILE_SUBMISSION_TIMEOUT", "120")
+ONLY = [n for n in os.environ.get("CFGFLOW_HOSTILE_ONLY", "").split(",") if n.strip()] or None
 LIMITS = ["--cell-timeout", CELL_TIMEOUT, "--submission-timeout", SUBMISSION_TIMEOUT, "--mem-mb", "3000"]
 _SRC = REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 _REL = REPO / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -59,7 +63,7 @@ def graded(tmp_path_factory):
     src, rel = trim_for_ci(_read(_SRC)), trim_for_ci(_read(_REL))
     (root / "source" / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(src, str(root / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
-    cases = write_batch(root / "subs", src, rel, ASSIGNMENT)
+    cases = write_batch(root / "subs", src, rel, ASSIGNMENT, only=ONLY)
     batch = _grade(root / "subs", root / "source", root / "out")
     alone = _grade(root / "subs", root / "source", root / "out_alone", "--student", "complete")
     return {"cases": {c.name: c for c in cases}, "parts": parts_of(src), "batch": batch, "alone": alone,
@@ -96,11 +100,10 @@ def test_complete_solution_grade_is_the_same_alone(graded):
     assert float(b["total"]) == float(b["max_total"])
 
 
-# Known hole, found by this suite: the test cells call the ``check`` bound by the imports cell, so a
-# student cell that rebinds ``check`` (or patches ``autograder.checks.check``) replaces the grader
-# and the real check never runs, so ``_integrity`` cannot see it. Strict: the mark must go once the
-# checks/test cells close it (see docs/robustness.md, "Known limits").
-_KNOWN_HOLES = {"tamper_check": "test cells call a rebindable `check`; the real check never runs"}
+# Known holes found by this suite (xfail, strict: the mark must go once a hole is closed). The
+# former ``tamper_check`` hole (a student cell rebinding ``check``) is closed by the signed check
+# results (autograder/_signing.py): its scores have no valid signature and the engine zeroes them.
+_KNOWN_HOLES: dict = {}
 
 
 def _case_names():
@@ -114,6 +117,8 @@ def _case_names():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _case_names())
 def test_case_outcome(graded, name):
+    if name not in graded["cases"]:
+        pytest.skip(f"{name} not graded in this run (CFGFLOW_HOSTILE_ONLY)")
     case, row, p = graded["cases"][name], graded["batch"][name], graded["parts"]
     exp = case.expect
     info = f"{name}: {row['status']} {row['reason'][:300]} notes={row['notes'][:600]}"

@@ -12,8 +12,9 @@ passed and raises ``AssertionError`` listing the failures when none did.
 from __future__ import annotations
 
 import sys
-from typing import Dict
+from typing import Dict, Optional
 
+from .. import _gradekey, _signing
 from . import _integrity
 from ._core import Fail, Part, Report, SubCheck, run_part
 from .attention import PART as _MHA
@@ -41,20 +42,46 @@ def run_check(part: str, student_class, *, points: float = 1.0, hidden: bool = F
                     allow_reference=allow_reference, out=out)
 
 
-def check(part: str, student_class, *, points: float, hidden: bool = False) -> float:
-    """Grade ``student_class`` for ``part``; the cell's value is the earned points.
+def _make_check(key: Optional[bytes], nonce: str):
+    """The ``check`` function; with a grading key (``autograder._gradekey``) it signs results.
 
-    Returns ``float(points)`` when every sub-check passes, the partial score when some do;
-    raises ``AssertionError`` listing what is wrong when none does.
+    The key and the functions the result depends on are captured here, at import (before any
+    notebook cell ran), so rebinding module attributes later does not change what is signed.
     """
-    report = run_check(part, student_class, points=points, hidden=hidden, out=sys.stdout)
-    if report.earned <= 0:
-        raise AssertionError(f"{part}: 0 / {points:g} points\n" + "\n".join(
-            f"- {f}" for f in report.failures))
-    return float(report.earned)
+    run = run_check
+    tampering = _integrity.tampering
+    signed_line = _signing.signed_line
+
+    def check(part: str, student_class, *, points: float, hidden: bool = False) -> float:
+        """Grade ``student_class`` for ``part``; the cell's value is the earned points.
+
+        Returns ``float(points)`` when every sub-check passes, the partial score when some do;
+        raises ``AssertionError`` listing what is wrong when none does.
+        """
+        earned, failures = 0.0, []
+        try:
+            report = run(part, student_class, points=points, hidden=hidden, out=sys.stdout)
+            earned, failures = float(report.earned), list(report.failures)
+            problems = tampering()
+            if problems:
+                earned, failures = 0.0, ["the functions the checks rely on were replaced ("
+                                         + ", ".join(problems) + "): restart the kernel and run "
+                                         "the notebook without monkeypatching"]
+        finally:
+            if key is not None:  # graded by the engine: one signed line per call, 0 on errors
+                print(signed_line(key, nonce, part, hidden, earned, points), file=sys.stdout)
+        if earned <= 0:
+            raise AssertionError(f"{part}: 0 / {points:g} points\n" + "\n".join(
+                f"- {f}" for f in failures))
+        return earned
+
+    check.__qualname__ = "check"
+    return check
 
 
-_integrity.register_own(sys.modules[__name__], "check", "run_check")
+check = _make_check(*_gradekey.take())
+
+_integrity.register_own(sys.modules[__name__], "check", "run_check", "run_part")
 
 
 def _tables():
@@ -63,3 +90,5 @@ def _tables():
 
 
 _integrity.register_invariant("the check tables (autograder.checks.PARTS)", _tables)
+_integrity.register_definitions(*(m for name, m in sorted(sys.modules.items())
+                                  if name.startswith(__name__ + ".") and m is not None))

@@ -77,3 +77,27 @@ def tampering() -> List[str]:
         if not same:
             problems.append(name)
     return problems
+
+
+def _definitions(module) -> Dict[str, object]:
+    """The functions and classes ``module`` defines, and the attributes of those classes."""
+    found: Dict[str, object] = {}
+    for name, obj in list(vars(module).items()):
+        if getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if isinstance(obj, types.FunctionType):
+            found[name] = obj
+        elif isinstance(obj, type):
+            found[name] = obj
+            for attr, value in list(vars(obj).items()):
+                found[f"{name}.{attr}"] = value
+    return found
+
+
+def register_definitions(*modules):
+    """Every function and class of ``modules`` (and every class attribute) must stay the object
+    it was at registration: replacing a helper the checks call through a module global (or a
+    property such as ``Report.earned``) counts as tampering."""
+    for module in modules:
+        register_invariant(f"the functions of {module.__name__}",
+                           lambda module=module: _definitions(module))

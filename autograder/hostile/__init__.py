@@ -331,7 +331,8 @@ autograder.checks.run_check = lambda *a, **k: None
 """)
     return HostileCase("tamper_check", "replaces the check function (notebook name and module attribute); "
                        "the code itself is the stub", rel,
-                       expect={"status": ["ok"], "zero": [0, 1]})
+                       expect={"status": ["ok"], "zero": [0, 1],
+                               "note": "the check library did not run or was replaced"})
 
 
 def _reference_import(nb, rel, src, p):
