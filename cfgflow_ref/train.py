@@ -65,8 +65,8 @@ LAB = TrainConfig(name="lab")
 
 # ~5 minutes on 2 CPU cores, training plus sampling the evaluation set (docs/training.md).
 QUICK = TrainConfig(
-    name="quick", patch_size=8, depth=4, dim=128, heads=4, batch_size=128, num_steps=1000,
-    lr=1e-3, warmup_steps=50, ema_decay=0.98, solver="heun", sample_steps=8, sample_amp=True,
+    name="quick", patch_size=8, depth=4, dim=128, heads=4, batch_size=64, num_steps=2000,
+    lr=2e-3, warmup_steps=100, ema_decay=0.99, solver="heun", sample_steps=8, sample_amp=True,
     eval_scales=(1.0, 3.0), eval_per_class=50,
 )
 

@@ -926,10 +926,10 @@ def notebook_02_dit():
           (about 10 M parameters), 20,000 steps at batch 256, AdamW with learning rate 4e-4 and
           500 warm-up steps; samples come from an exponential moving average of the weights.
           Minutes on a modern GPU (bf16 autocast is switched on automatically).
-        * **`QUICK`** (used on a CPU): a smaller model (4 layers, width 128) and 300 steps, about
-          five minutes on two free CPU cores (much longer on a busy machine). Expect blurry blobs
-          that only begin to look like digits, more so at larger $w$; the GPU recipe gives clean
-          digits.
+        * **`QUICK`** (used on a CPU): a smaller model (patch 8, 4 layers, width 128) and 2,000
+          steps at batch 64, about five minutes on two free CPU cores (much longer on a busy
+          machine). Expect recognisable but speckled digits, clearer at larger $w$; the GPU
+          recipe gives clean digits.
         * **`TINY`** (used while nbgrader grades the notebook): seconds; only proves the
           cells run.
 

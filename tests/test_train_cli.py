@@ -26,7 +26,7 @@ def test_lab_config_is_the_lab_recipe():
 
 def test_quick_and_tiny_configs():
     assert (QUICK.patch_size, QUICK.depth, QUICK.dim, QUICK.heads) == (8, 4, 128, 4)
-    assert (QUICK.batch_size, QUICK.num_steps) == (128, 1000)
+    assert (QUICK.batch_size, QUICK.num_steps) == (64, 2000)
     assert 1.0 in QUICK.eval_scales and 3.0 in QUICK.eval_scales and QUICK.eval_per_class == 50
     assert QUICK.grid_scales == (1.0, 3.0, 5.0) and TINY.grid_scales == (1.0, 3.0, 5.0)
     assert QUICK.sample_amp and QUICK.solver == "heun" and QUICK.ema_decay is not None
