@@ -40,7 +40,9 @@ class TrainConfig:
     lr: float = 4e-4
     weight_decay: float = 1e-4
     warmup_steps: int = 500
+    lr_schedule: str = "constant"  # or "cosine": decay to 0 at num_steps after the warm-up
     eta: float = 0.35
+    time_shift: float = 1.0  # 1: t ~ U[0, 1); > 1: more training on the noisy end (CFGTrainer)
     ema_decay: Optional[float] = 0.9995  # None: sample from the raw weights
     compile: bool = False
     # sampling: the CFG ODE from t = 0 to 1
@@ -93,16 +95,30 @@ def build(cfg: TrainConfig, device="cpu", root: Optional[str] = None, source: st
     from .data import MNISTSampler
     from .models import MNISTDiffusionTransformer
     from .paths import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
-    from .training import MNISTCFGTrainer
 
     sampler = MNISTSampler(root=root, source=source).to(device)
     path = GaussianConditionalProbabilityPath(p_data=sampler, p_simple_shape=[1, 32, 32],
                                               alpha=LinearAlpha(), beta=LinearBeta()).to(device)
     model = MNISTDiffusionTransformer(patch_size=cfg.patch_size, num_layers=cfg.depth, dim=cfg.dim,
                                       heads=cfg.heads).to(device)
-    trainer = MNISTCFGTrainer(path, eta=cfg.eta, null_label=10, guidance_scales=cfg.grid_scales,
-                              samples_per_class=cfg.grid_per_class, sample_steps=cfg.sample_steps)
-    return model, trainer, path
+    return model, make_trainer(cfg, path), path
+
+
+def make_trainer(cfg: TrainConfig, path):
+    """The :class:`~cfgflow_ref.training.MNISTCFGTrainer` of a config (null label 10)."""
+    from .training import MNISTCFGTrainer
+
+    return MNISTCFGTrainer(path, eta=cfg.eta, null_label=10, time_shift=cfg.time_shift,
+                           guidance_scales=cfg.grid_scales, samples_per_class=cfg.grid_per_class,
+                           sample_steps=cfg.sample_steps)
+
+
+def train_kwargs(cfg: TrainConfig) -> dict:
+    """The keyword arguments of ``Trainer.train`` that a config fixes (the caller adds the
+    model, output folder, progress bar, checkpoints and resume)."""
+    return dict(num_steps=cfg.num_steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                lr_schedule=cfg.lr_schedule, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay,
+                compile=cfg.compile, batch_size=cfg.batch_size)
 
 
 def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional[str] = None,
@@ -129,10 +145,8 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     if resume_from is not None:
         start_step = torch.load(resume_from, map_location="cpu", weights_only=True)["step"]
     t0, cpu0 = time.time(), time.process_time()
-    losses, _ = trainer.train(model, num_steps=cfg.num_steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                              ckpt_every=ckpt_every, output_dir=out, weight_decay=cfg.weight_decay,
-                              ema_decay=cfg.ema_decay, compile=cfg.compile, resume_from=resume_from,
-                              progress=progress, batch_size=cfg.batch_size)
+    losses, _ = trainer.train(model, ckpt_every=ckpt_every, output_dir=out, resume_from=resume_from,
+                              progress=progress, **train_kwargs(cfg))
     if device.type == "cuda":
         torch.cuda.synchronize()
     train_s, train_cpu_s = time.time() - t0, time.process_time() - cpu0

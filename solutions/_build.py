@@ -938,7 +938,7 @@ def notebook_02_dit():
     """))
     cells.append(given("""
         import cfgflow_ref
-        from cfgflow_ref import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta, MNISTCFGTrainer
+        from cfgflow_ref import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
         from cfgflow_ref import train as ref_train
         from cfgflow_ref.data import MNISTFallbackWarning, notebook_mnist
         from cfgflow_ref.plotting import plot_guidance_grids, plot_losses
@@ -972,15 +972,11 @@ def notebook_02_dit():
             output_dir = tempfile.mkdtemp(prefix="cfgflow_02_dit_")
         else:
             output_dir = os.path.join("runs", "02_dit")
-        trainer = MNISTCFGTrainer(path=path, eta=config.eta, null_label=10,
-                                  guidance_scales=config.grid_scales,
-                                  samples_per_class=config.grid_per_class,
-                                  sample_steps=config.sample_steps)
+        trainer = ref_train.make_trainer(config, path)  # an MNISTCFGTrainer, null label 10
         losses, _ = trainer.train(
-            model=model, num_steps=config.num_steps, lr=config.lr, warmup_steps=config.warmup_steps,
-            weight_decay=config.weight_decay, ema_decay=config.ema_decay, compile=config.compile,
-            batch_size=config.batch_size, output_dir=output_dir, progress=not QUICK_RUN,
+            model=model, output_dir=output_dir, progress=not QUICK_RUN,
             ckpt_every=max(config.num_steps // 10, 1) if device.type == "cuda" else None,
+            **ref_train.train_kwargs(config),  # steps, lr and schedule, batch size, EMA, ...
         )
         trainer.save(os.path.join(output_dir, "last.pt"))
         print(f"{len(losses)} steps; mean loss of the last 50: {sum(losses[-50:]) / len(losses[-50:]):.4f}")

@@ -296,3 +296,62 @@ def test_mnist_trainer_checkpoints_write_model_and_grids(tmp_path):
     assert state["step"] == 2 and len(state["losses"]) == 2
     for k, v in model.state_dict().items():
         torch.testing.assert_close(state["model"][k], v)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    trainer = QuadraticTrainer()
+    lr, warm, n = 1e-2, 3, 11
+    trainer.train(quad_model(), num_steps=n, lr=lr, warmup_steps=warm, lr_schedule="cosine",
+                  progress=False)
+    assert trainer.lrs[:warm] == pytest.approx([lr / 3, 2 * lr / 3, lr])
+    decay = trainer.lrs[warm:]
+    # half a cosine over the n - warm remaining steps, ending at exactly 0 on the last step
+    want = [lr * 0.5 * (1 + math.cos(math.pi * (k + 1) / (n - warm))) for k in range(n - warm)]
+    assert decay == pytest.approx(want, abs=1e-12)
+    assert decay[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(b < a for a, b in zip(decay, decay[1:]))
+
+
+def test_unknown_lr_schedule_is_refused_by_name():
+    with pytest.raises(ValueError, match="lr_schedule"):
+        QuadraticTrainer().train(quad_model(), num_steps=2, lr_schedule="linear", progress=False)
+
+
+def test_time_shift_one_is_the_uniform_convention_bit_for_bit():
+    """time_shift=1 must draw exactly the course's t = (1 - eps) U[0, 1) (students' loss is
+    graded against it)."""
+    trainer = CFGTrainer(gmm_path(), eta=0.3, null_label=NULL, eps=1e-2)
+    torch.manual_seed(5)
+    got = trainer.sample_time(1000, "cpu")
+    torch.manual_seed(5)
+    torch.testing.assert_close(got, (1 - 1e-2) * torch.rand(1000), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shift", [0.5, 3.0])
+def test_time_shift_has_the_shifted_distribution(shift):
+    """t = (1 - eps) u / (u + s (1 - u)): its CDF is P(t <= x) = s x' / (1 + (s - 1) x') with
+    x' = x / (1 - eps); compare the empirical CDF at a few points."""
+    eps = 1e-3
+    trainer = CFGTrainer(gmm_path(), eta=0.3, null_label=NULL, eps=eps, time_shift=shift)
+    torch.manual_seed(0)
+    t = trainer.sample_time(200_000, "cpu")
+    assert t.min() >= 0 and t.max() < 1 - eps
+    for x in (0.1, 0.25, 0.5, 0.9):
+        xp = x / (1 - eps)
+        cdf = shift * xp / (1 + (shift - 1) * xp)
+        assert (t <= x).float().mean().item() == pytest.approx(cdf, abs=5e-3)
+
+
+def test_time_shift_reaches_the_loss():
+    data = RecordingData(GMM.symmetric_2d())
+    model = RecordingModel()
+    CFGTrainer(gmm_path(data), eta=0.3, null_label=NULL, time_shift=4.0, model=model).get_train_loss(
+        batch_size=20_000)
+    t = model.calls[-1][1].flatten()
+    assert t.median().item() == pytest.approx(0.2, abs=0.01)  # u = 1/2 -> 1/(1 + 4)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "3"])
+def test_bad_time_shift_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="time_shift"):
+        CFGTrainer(gmm_path(), eta=0.3, null_label=NULL, time_shift=bad)
