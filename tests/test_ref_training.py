@@ -317,8 +317,8 @@ def test_unknown_lr_schedule_is_refused_by_name():
         QuadraticTrainer().train(quad_model(), num_steps=2, lr_schedule="linear", progress=False)
 
 
-def test_time_shift_one_is_the_uniform_convention_bit_for_bit():
-    """time_shift=1 must draw exactly the course's t = (1 - eps) U[0, 1) (students' loss is
+def test_time_beta_one_is_the_uniform_convention_bit_for_bit():
+    """time_beta=1 must draw exactly the course's t = (1 - eps) U[0, 1) (students' loss is
     graded against it)."""
     trainer = CFGTrainer(gmm_path(), eta=0.3, null_label=NULL, eps=1e-2)
     torch.manual_seed(5)
@@ -327,31 +327,30 @@ def test_time_shift_one_is_the_uniform_convention_bit_for_bit():
     torch.testing.assert_close(got, (1 - 1e-2) * torch.rand(1000), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("shift", [0.5, 3.0])
-def test_time_shift_has_the_shifted_distribution(shift):
-    """t = (1 - eps) u / (u + s (1 - u)): its CDF is P(t <= x) = s x' / (1 + (s - 1) x') with
-    x' = x / (1 - eps); compare the empirical CDF at a few points."""
+@pytest.mark.parametrize("k", [1.5, 3.0])
+def test_time_beta_draws_beta_1_k(k):
+    """t / (1 - eps) ~ Beta(1, k): CDF 1 - (1 - x)^k; compare the empirical CDF at a few
+    points and the mean 1 / (1 + k)."""
     eps = 1e-3
-    trainer = CFGTrainer(gmm_path(), eta=0.3, null_label=NULL, eps=eps, time_shift=shift)
+    trainer = CFGTrainer(gmm_path(), eta=0.3, null_label=NULL, eps=eps, time_beta=k)
     torch.manual_seed(0)
     t = trainer.sample_time(200_000, "cpu")
     assert t.min() >= 0 and t.max() < 1 - eps
     for x in (0.1, 0.25, 0.5, 0.9):
-        xp = x / (1 - eps)
-        cdf = shift * xp / (1 + (shift - 1) * xp)
-        assert (t <= x).float().mean().item() == pytest.approx(cdf, abs=5e-3)
+        assert (t <= x).float().mean().item() == pytest.approx(1 - (1 - x / (1 - eps)) ** k, abs=5e-3)
+    assert (t / (1 - eps)).mean().item() == pytest.approx(1 / (1 + k), abs=3e-3)
 
 
-def test_time_shift_reaches_the_loss():
+def test_time_beta_reaches_the_loss():
     data = RecordingData(GMM.symmetric_2d())
     model = RecordingModel()
-    CFGTrainer(gmm_path(data), eta=0.3, null_label=NULL, time_shift=4.0, model=model).get_train_loss(
+    CFGTrainer(gmm_path(data), eta=0.3, null_label=NULL, time_beta=3.0, model=model).get_train_loss(
         batch_size=20_000)
     t = model.calls[-1][1].flatten()
-    assert t.median().item() == pytest.approx(0.2, abs=0.01)  # u = 1/2 -> 1/(1 + 4)
+    assert t.median().item() == pytest.approx(1 - 0.5 ** (1 / 3), abs=0.01)
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "3"])
-def test_bad_time_shift_is_refused_by_name(bad):
-    with pytest.raises(ValueError, match="time_shift"):
-        CFGTrainer(gmm_path(), eta=0.3, null_label=NULL, time_shift=bad)
+@pytest.mark.parametrize("bad", [0, 0.5, -1.0, float("nan"), float("inf"), "3"])
+def test_bad_time_beta_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="time_beta"):
+        CFGTrainer(gmm_path(), eta=0.3, null_label=NULL, time_beta=bad)

