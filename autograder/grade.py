@@ -68,6 +68,7 @@ STATUS_OK = "ok"
 # Signed check results: test cells that call the check library must show a line signed with the
 # submission's key for every point they score (autograder/_signing.py).
 CHECKS_MODULE = "autograder.checks"
+GUARD_MODULE = "autograder._kernel_guard"  # imported by every grading kernel first
 GRADE_KEY_ENV = "CFGFLOW_GRADE_KEY"
 _CALLS_CHECK = re.compile(r"(?<![\w.])(?:autograder\.checks\.)?check\s*\(")
 _CHECK_PART = re.compile(r"check\s*\(\s*[\"'](\w+)[\"']")
@@ -172,12 +173,14 @@ def nbgrader_config(course_root: Path, cfg: GradeConfig, signed: bool = False):
     c.IgnorePattern.enabled = bool(cfg.ignore_pattern)
     c.IgnorePattern.pattern = cfg.ignore_pattern
     c.OverwriteCells.add_missing_cells = True  # re-add deleted grade/test cells
+    # Before any notebook cell runs, the kernel imports the exit guard (exit(), quit() and
+    # os._exit() in a cell stop that cell instead of ending the kernel: autograder/_kernel_guard.py)
+    # and, for signed results, the check library: it takes the grading key out of the environment
+    # (see autograder/_gradekey.py) before student code can read it, and captures the functions it
+    # relies on unpatched. That import (torch) then happens during kernel start-up: allow for it.
+    start_up = [f"__import__('{GUARD_MODULE}')"] + ([f"__import__('{CHECKS_MODULE}')"] if signed else [])
+    c.Execute.extra_arguments = ["--InteractiveShellApp.exec_lines=" + "; ".join(start_up)]
     if signed:
-        # The kernel imports the check library before any notebook cell runs: it takes the grading
-        # key out of the environment (see autograder/_gradekey.py) before student code can read
-        # it, and captures the functions it relies on unpatched. The import (torch) now happens
-        # during kernel start-up, so allow for it there.
-        c.Execute.extra_arguments = [f"--InteractiveShellApp.exec_lines=__import__('{CHECKS_MODULE}')"]
         c.Execute.startup_timeout = max(120, int(cfg.cell_timeout_s))
     c.Autograde.create_student = True
     c.NbGraderAPI.log_level = "WARN"
@@ -457,18 +460,26 @@ def _scores_from_gradebook(course: Path, assignment: str, student: str) -> dict:
 
 
 def _execution_notes(course: Path, assignment: str, student: str, cfg: GradeConfig) -> list:
-    """Name the cells that hit the per-cell time-out, from the autograded notebook."""
+    """Name the cells that hit the per-cell time-out or tried to end the kernel, from the
+    autograded notebook."""
     import nbformat
 
     notes = []
     for path in sorted((course / "autograded" / student / assignment).glob("*.ipynb")):
         nb = nbformat.read(str(path), as_version=4)
         for i, cell in enumerate(nb.cells):
+            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", f"cell {i}")
             for o in cell.get("outputs", []):
-                if o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError":
-                    gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", f"cell {i}")
+                if o.get("output_type") != "error":
+                    continue
+                if o.get("ename") == "CellTimeoutError":
                     notes.append(f"{path.stem}: '{gid}' stopped after the {cfg.cell_timeout_s} s "
                                  "per-cell time-out")
+                elif o.get("ename") == "KernelExitBlocked":
+                    what = (o.get("evalue") or "").split(" would end", 1)[0] or "exit()"
+                    notes.append(f"{path.stem}: '{gid}' called {what}, which would have ended the "
+                                 "kernel and zeroed the notebook; blocked while grading (the cell "
+                                 "stopped there, the rest of the notebook ran): remove it")
     return notes
 
 
