@@ -477,9 +477,9 @@ def _execution_notes(course: Path, assignment: str, student: str, cfg: GradeConf
                                  "per-cell time-out")
                 elif o.get("ename") == "KernelExitBlocked":
                     what = (o.get("evalue") or "").split(" would end", 1)[0] or "exit()"
-                    notes.append(f"{path.stem}: '{gid}' called {what}, which would have ended the "
-                                 "kernel and zeroed the notebook; blocked while grading (the cell "
-                                 "stopped there, the rest of the notebook ran): remove it")
+                    notes.append(f"{path.stem}: code run by '{gid}' called {what}, which would have "
+                                 "ended the kernel and zeroed the notebook; blocked while grading "
+                                 "(the cell stopped there, the rest of the notebook ran): remove it")
     return notes
 
 
