@@ -66,8 +66,8 @@ class TrainConfig:
 LAB = TrainConfig(name="lab")
 
 # ~5 minutes on 2 CPU cores, training plus sampling the evaluation set (docs/training.md):
-# a small DiT, and two departures from the lab that buy quality per CPU second there:
-# t ~ Beta(1, 3) (training on the noisy end) and a cosine lr decay; less label dropout.
+# a small DiT and three departures from the lab that buy quality per CPU second there:
+# t ~ Beta(1, 3) (training on the noisy end), a cosine lr decay and less label dropout.
 QUICK = TrainConfig(
     name="quick", patch_size=8, depth=3, dim=128, heads=4, batch_size=64, num_steps=2600,
     lr=2e-3, warmup_steps=100, lr_schedule="cosine", eta=0.1, time_beta=3.0, ema_decay=0.99,

@@ -925,11 +925,11 @@ def notebook_02_dit():
           steps at batch 64, about five minutes on two free CPU cores (much longer on a busy
           machine). Three departures from the lab's recipe make those minutes count: the
           training times are drawn from $\\mathrm{Beta}(1, 3)$ instead of Notebook 1's
-          $U[0, 1)$, i.e. with density
-          $3(1 - t)^2$, so most of the training happens at the noisy end where the shape and
-          class of the digit are decided; the learning rate decays along a cosine to 0; and
-          fewer labels are dropped ($\\eta = 0.1$ instead of 0.35). Expect clean digits at $w = 3$ and right
-          but grainy ones at $w = 1$ (the GPU recipe trains a bigger model far longer).
+          $U[0, 1)$, i.e. with density $3(1 - t)^2$, so most of the training happens at the
+          noisy end where the shape and class of the digit are decided; the learning rate
+          decays along a cosine to 0; and fewer labels are dropped ($\\eta = 0.1$ instead of
+          0.35). Expect clean digits at $w = 3$ and right but grainy ones at $w = 1$ (the GPU
+          recipe trains a bigger model far longer).
         * **`TINY`** (used while nbgrader grades the notebook): seconds; only proves the
           cells run.
 
