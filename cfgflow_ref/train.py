@@ -1,5 +1,5 @@
 """Train the reference MNIST diffusion transformer with classifier-free guidance, then
-write sample grids per guidance scale and honest metrics (see :mod:`cfgflow_ref.metrics`).
+write sample grids per guidance scale and honest metrics (see :mod:`cfgflow.metrics`).
 
     python -m cfgflow_ref.train --config quick --out runs/quick   # ~5 min on 2 CPU cores
     python -m cfgflow_ref.train --config lab --out runs/lab       # the lab's recipe, a GPU
@@ -7,8 +7,8 @@ write sample grids per guidance scale and honest metrics (see :mod:`cfgflow_ref.
 
 Writes into ``--out``: ``samples_w{w}.png`` (row r = digit r) for every grid scale,
 ``metrics.json`` (config, timings, steps/s, accuracy and distance per w), ``last.pt``.
-The configs are plain frozen dataclasses (:data:`TINY`, :data:`QUICK`, :data:`LAB`) that
-notebooks import: ``from cfgflow_ref.train import QUICK, run``.
+The configs are plain frozen dataclasses (:data:`TINY`, :data:`QUICK`, :data:`LAB`) in the
+student package (:mod:`cfgflow.configs`, which Notebook 2 imports); this module re-exports them.
 """
 
 from __future__ import annotations
@@ -18,85 +18,27 @@ import dataclasses
 import json
 import os
 import time
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a run needs: model, optimisation, sampling and evaluation."""
-
-    name: str
-    # model: MNISTDiffusionTransformer(patch_size, depth, dim, heads)
-    patch_size: int = 4
-    depth: int = 8
-    dim: int = 256
-    heads: int = 8
-    # optimisation: AdamW, linear warm-up then constant lr; CFG label dropout eta
-    batch_size: int = 256
-    num_steps: int = 20_000
-    lr: float = 4e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 500
-    lr_schedule: str = "constant"  # or "cosine": decay to 0 at num_steps after the warm-up
-    eta: float = 0.35
-    time_beta: float = 1.0  # 1: t ~ U[0, 1); k > 1: t ~ Beta(1, k), more training on the noisy end
-    ema_decay: Optional[float] = 0.9995  # None: sample from the raw weights
-    compile: bool = False
-    # sampling: the CFG ODE from t = 0 to 1
-    solver: str = "heun"
-    sample_steps: int = 15
-    sample_amp: bool = False  # sample under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs)
-    grid_scales: Tuple[float, ...] = (1.0, 3.0, 5.0)
-    grid_per_class: int = 8
-    # evaluation: guidance_sweep at these scales, n_per_class digits of each class
-    eval_scales: Tuple[float, ...] = (1.0, 3.0, 5.0)
-    eval_per_class: int = 50
-
-    def replace(self, **changes) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-# The lab's recipe (15 A100 minutes in the lab's write-up); EMA added for sampling.
-LAB = TrainConfig(name="lab")
-
-# ~5 minutes on 2 CPU cores, training plus sampling the evaluation set (docs/training.md):
-# a small DiT and three departures from the lab that buy quality per CPU second there:
-# t ~ Beta(1, 3) (training on the noisy end), a cosine lr decay and less label dropout.
-QUICK = TrainConfig(
-    name="quick", patch_size=8, depth=3, dim=128, heads=4, batch_size=64, num_steps=2600,
-    lr=2e-3, warmup_steps=100, lr_schedule="cosine", eta=0.1, time_beta=3.0, ema_decay=0.99,
-    solver="heun", sample_steps=8, sample_amp=True, eval_scales=(1.0, 3.0), eval_per_class=50,
+from cfgflow.configs import (  # noqa: F401  (re-exported: the configs are the given code's)
+    CONFIGS,
+    LAB,
+    QUICK,
+    TINY,
+    TrainConfig,
+    default_device,
+    train_kwargs,
 )
-
-# Seconds: exercises every code path (tests, notebook autograde); the samples are noise.
-TINY = TrainConfig(
-    name="tiny", patch_size=8, depth=1, dim=32, heads=2, batch_size=32, num_steps=5,
-    lr=1e-3, warmup_steps=2, ema_decay=0.9, solver="euler", sample_steps=2,
-    grid_per_class=2, eval_scales=(1.0, 3.0), eval_per_class=3,
-)
-
-CONFIGS = {"tiny": TINY, "quick": QUICK, "lab": LAB}
-
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def build(cfg: TrainConfig, device="cpu", root: Optional[str] = None, source: str = "auto"):
     """``(model, trainer, path)`` for a config; data live on ``device``."""
-    from .data import MNISTSampler
+    from cfgflow.data import MNISTSampler
+    from cfgflow.paths import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
+
     from .models import MNISTDiffusionTransformer
-    from .paths import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
 
     sampler = MNISTSampler(root=root, source=source).to(device)
     path = GaussianConditionalProbabilityPath(p_data=sampler, p_simple_shape=[1, 32, 32],
@@ -107,20 +49,13 @@ def build(cfg: TrainConfig, device="cpu", root: Optional[str] = None, source: st
 
 
 def make_trainer(cfg: TrainConfig, path):
-    """The :class:`~cfgflow_ref.training.MNISTCFGTrainer` of a config (null label 10)."""
+    """The reference :class:`~cfgflow_ref.training.MNISTCFGTrainer` of a config (null label 10).
+    (Notebook 2 uses :func:`cfgflow.configs.make_trainer` with the student's own trainer.)"""
     from .training import MNISTCFGTrainer
 
     return MNISTCFGTrainer(path, eta=cfg.eta, null_label=10, time_beta=cfg.time_beta,
                            guidance_scales=cfg.grid_scales, samples_per_class=cfg.grid_per_class,
                            sample_steps=cfg.sample_steps)
-
-
-def train_kwargs(cfg: TrainConfig) -> dict:
-    """The keyword arguments of ``Trainer.train`` that a config fixes (the caller adds the
-    model, output folder, progress bar, checkpoints and resume)."""
-    return dict(num_steps=cfg.num_steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                lr_schedule=cfg.lr_schedule, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay,
-                compile=cfg.compile, batch_size=cfg.batch_size)
 
 
 def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional[str] = None,
@@ -130,12 +65,12 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
 
     The returned dict has ``config``, ``device``, ``params``, ``train_seconds``,
     ``steps_per_s``, ``final_loss``, ``grids`` (paths), ``sweep`` (one dict per evaluation
-    scale, see :func:`cfgflow_ref.metrics.guidance_sweep`), ``eval_seconds`` and
+    scale, see :func:`cfgflow.metrics.guidance_sweep`), ``eval_seconds`` and
     ``total_seconds``; the model is ``result["model"]`` (not written to JSON).
     """
-    from .metrics import RealReference, guidance_sweep
-    from .models import count_parameters
-    from .plotting import save_sample_grids
+    from cfgflow.metrics import RealReference, guidance_sweep
+    from cfgflow.models import count_parameters
+    from cfgflow.plotting import save_sample_grids
 
     t_start, cpu_start = time.time(), time.process_time()
     device = torch.device(device) if device is not None else default_device()

@@ -156,7 +156,7 @@ def notebook_01_cfg():
         import torch.nn.functional as F
 
         from autograder.checks import check
-        from cfgflow_ref import (
+        from cfgflow import (
             GMM,
             MLP,
             ConditionalVectorField,
@@ -165,8 +165,8 @@ def notebook_01_cfg():
             LinearBeta,
             Trainer,
         )
-        from cfgflow_ref.data import notebook_mnist
-        from cfgflow_ref.plotting import plot_gmm_panels, plot_losses, plot_path_snapshots
+        from cfgflow.data import notebook_mnist
+        from cfgflow.plotting import plot_gmm_panels, plot_losses, plot_path_snapshots
 
         # True while nbgrader validates or autogrades this notebook: the training cells then
         # take a few seconds instead of minutes.
@@ -178,8 +178,9 @@ def notebook_01_cfg():
     cells.append(md("""
         ## 0. What is given
 
-        The building blocks from the previous labs live in the package `cfgflow_ref`; we import
-        them instead of pasting them again (read them with `help(...)` or `??name`):
+        The building blocks from the previous labs live in the course package `cfgflow` (the
+        given code, documented here; `help(name)` shows the same documentation); we import them
+        instead of pasting them again. The parts you implement are not in it:
 
         * **Distributions.** `GMM` (a labelled Gaussian mixture: `sample(n)` returns points
           `(n, 2)` and component labels `(n,)`), `MNISTSampler` (digits `(n, 1, 32, 32)`
@@ -197,7 +198,7 @@ def notebook_01_cfg():
           `trainer.get_train_loss(batch_size=...)` with AdamW and a linear warm-up and returns the
           per-step losses. You write `get_train_loss` for CFG below.
         * **`MLP(dims)`**: linear layers of widths `dims` with SiLU in between.
-        * **Sampling** (`cfgflow_ref.simulation`): `CFGVectorFieldODE(net, null_label, w)` is the
+        * **Sampling** (`cfgflow.simulation`): `CFGVectorFieldODE(net, null_label, w)` is the
           guided field derived in Part 2, integrated from noise at t = 0 to t = 1 by the Euler or
           Heun method; `plot_gmm_panels` and the MNIST plots use it for you.
     """, "given_code"))
@@ -536,7 +537,7 @@ def notebook_02_dit():
         from einops import rearrange
 
         from autograder.checks import check
-        from cfgflow_ref import MLP, ConditionalVectorField
+        from cfgflow import MLP, ConditionalVectorField, Trainer
 
         # True while nbgrader validates or autogrades this notebook: training then takes seconds.
         QUICK_RUN = bool(os.environ.get("NBGRADER_EXECUTION"))
@@ -545,10 +546,11 @@ def notebook_02_dit():
         print(f"device: {device}, quick run: {QUICK_RUN}")
     """, "imports"))
     cells.append(md("""
-        Given: `MLP(dims, activation=nn.SiLU)` from `cfgflow_ref` (linear layers of widths `dims`
-        with the activation between them, applied to the last axis), and the abstract base class
-        `ConditionalVectorField` (a module whose `forward(x, t, y)` returns a tensor shaped like
-        `x`).
+        Given, from the course package `cfgflow`: `MLP(dims, activation=nn.SiLU)` (linear layers
+        of widths `dims` with the activation between them, applied to the last axis), the
+        abstract base class `ConditionalVectorField` (a module whose `forward(x, t, y)` returns a
+        tensor shaped like `x`) and Notebook 1's `Trainer` base (used by the training cells at
+        the end).
     """, "given_code"))
 
     # ---- Q1 Fourier -------------------------------------------------------------------
@@ -909,13 +911,16 @@ def notebook_02_dit():
     cells.append(md("""
         ## Training your DiT with classifier-free guidance
 
-        Now the pieces meet: your `MNISTDiffusionTransformer` is trained with the CFG loss of
-        Notebook 1 (the reference `MNISTCFGTrainer` from `cfgflow_ref`: the same loss as your
-        `CFGTrainer`, plus checkpoints, sample grids and an exponential moving average of the
-        weights used for sampling) on the Gaussian path with $\\alpha_t = t$,
-        $\\beta_t = 1 - t$ and null label 10.
+        Now the pieces meet: your `MNISTDiffusionTransformer` is trained with **your** CFG loss
+        of Notebook 1 on the Gaussian path with $\\alpha_t = t$, $\\beta_t = 1 - t$ and null
+        label 10. Paste your `get_train_loss` from Notebook 1 into the cell below, with one
+        change: draw the times with the given `self.sample_time(batch_size, device)`, which
+        lets the configurations below choose the distribution of $t$ (uniform, as in Notebook
+        1, unless `time_beta > 1`). This cell is not graded; the training cells use it.
+        `cfgflow.configs.make_trainer` wraps your class so that its checkpoints also write
+        sample grids, and samples come from an exponential moving average of the weights.
 
-        The configurations come from `cfgflow_ref.train`:
+        The configurations come from `cfgflow.configs`:
 
         * **`LAB`** (used on a GPU): the lab's recipe, patch 4, 8 layers, width 256, 8 heads
           (about 10 M parameters), 20,000 steps at batch 256, AdamW with learning rate 4e-4 and
@@ -933,27 +938,64 @@ def notebook_02_dit():
         * **`TINY`** (used while nbgrader grades the notebook): seconds; only proves the
           cells run.
 
-        If your model does not work yet, set `USE_REFERENCE_MODEL = True` in the next cell to
-        train the reference implementation `cfgflow_ref.MNISTDiffusionTransformer` instead.
+        The training cells train whatever your classes compute: if the tests above still fail,
+        fix your model first.
     """, "training_text"))
-    cells.append(free("""
-        # ---- the switch -----------------------------------------------------------------------
-        USE_REFERENCE_MODEL = False  # True: train cfgflow_ref's DiT instead of yours
-        # --------------------------------------------------------------------------------------
-    """))
+    cells.append(solution('''
+        class CFGTrainer(Trainer):
+            """Your CFG trainer of Notebook 1, with the training times drawn by ``sample_time``.
+
+            Args:
+                path: a conditional probability path; ``path.p_data.sample(b)`` gives ``(z, y)``.
+                eta: probability of replacing a label by the null label, in (0, 1).
+                null_label: index of the null label (10 for MNIST).
+                eps: t stays below 1 - eps.
+                time_beta: k >= 1; t / (1 - eps) ~ Beta(1, k) (k = 1: uniform, Notebook 1).
+            """
+
+            def __init__(self, path, eta: float, null_label: int, eps: float = 1e-3,
+                         time_beta: float = 1.0, **kwargs):
+                if not 0.0 < eta < 1.0:
+                    raise ValueError(f"eta must be in (0, 1), got {eta}")
+                if not time_beta >= 1:
+                    raise ValueError(f"time_beta must be >= 1, got {time_beta}")
+                super().__init__(**kwargs)
+                self.path = path
+                self.eta = eta
+                self.null_label = null_label
+                self.eps = eps
+                self.time_beta = time_beta
+
+            def sample_time(self, batch_size: int, device) -> torch.Tensor:
+                """(b,) training times in [0, 1 - eps): (1 - eps) times a Beta(1, time_beta) draw,
+                by inverting its CDF (uniform for time_beta = 1)."""
+                u = torch.rand(batch_size, device=device)  # (b,)
+                return (1 - self.eps) * (1 - (1 - u) ** (1 / self.time_beta))
+
+            def get_train_loss(self, batch_size: int) -> torch.Tensor:
+                """The CFG flow-matching loss of one fresh batch (the conventions of Notebook 1),
+                with ``t = self.sample_time(batch_size, device)`` on the data's device."""
+                ### BEGIN SOLUTION
+                z, y = self.path.p_data.sample(batch_size)  # (b, ...), (b,)
+                drop = torch.rand(batch_size, device=y.device) < self.eta  # (b,)
+                y = y.masked_fill(drop, self.null_label)
+                t = self.sample_time(batch_size, z.device)  # (b,)
+                x = self.path.sample_conditional_path(z, t)  # (b, ...)
+                return F.mse_loss(self.model(x, t, y), self.path.conditional_vector_field(x, z, t))
+                ### END SOLUTION
+    ''', "cfg_trainer"))
     cells.append(given("""
-        import cfgflow_ref
-        from cfgflow_ref import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
-        from cfgflow_ref import train as ref_train
-        from cfgflow_ref.data import MNISTFallbackWarning, notebook_mnist
-        from cfgflow_ref.plotting import plot_guidance_grids, plot_losses
+        from cfgflow import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
+        from cfgflow import configs
+        from cfgflow.data import MNISTFallbackWarning, notebook_mnist
+        from cfgflow.plotting import plot_guidance_grids, plot_losses
 
         if QUICK_RUN:
-            config = ref_train.TINY
+            config = configs.TINY
         elif device.type == "cuda":
-            config = ref_train.LAB
+            config = configs.LAB
         else:
-            config = ref_train.QUICK
+            config = configs.QUICK
         print("configuration:", config)
 
         mnist = notebook_mnist(device)  # MNISTSampler; prints a note if it falls back offline
@@ -961,14 +1003,9 @@ def notebook_02_dit():
             p_data=mnist, p_simple_shape=[1, 32, 32], alpha=LinearAlpha(), beta=LinearBeta()
         ).to(device)
 
-        if USE_REFERENCE_MODEL:
-            model_class = cfgflow_ref.MNISTDiffusionTransformer
-        else:
-            model_class = MNISTDiffusionTransformer
-        model = model_class(patch_size=config.patch_size, num_layers=config.depth, dim=config.dim,
-                            heads=config.heads).to(device)
-        print(f"training {'the reference' if USE_REFERENCE_MODEL else 'YOUR'} model: "
-              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+        model = MNISTDiffusionTransformer(patch_size=config.patch_size, num_layers=config.depth,
+                                          dim=config.dim, heads=config.heads).to(device)
+        print(f"training YOUR model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     """, "training_setup"))
     cells.append(given("""
         # Checkpoints and sample grids go to a folder under the current directory (a temporary
@@ -977,11 +1014,11 @@ def notebook_02_dit():
             output_dir = tempfile.mkdtemp(prefix="cfgflow_02_dit_")
         else:
             output_dir = os.path.join("runs", "02_dit")
-        trainer = ref_train.make_trainer(config, path)  # an MNISTCFGTrainer, null label 10
+        trainer = configs.make_trainer(config, path, CFGTrainer)  # your CFGTrainer, null label 10
         losses, _ = trainer.train(
             model=model, output_dir=output_dir, progress=not QUICK_RUN,
             ckpt_every=max(config.num_steps // 10, 1) if device.type == "cuda" else None,
-            **ref_train.train_kwargs(config),  # steps, lr and schedule, batch size, EMA, ...
+            **configs.train_kwargs(config),  # steps, lr and schedule, batch size, EMA, ...
         )
         trainer.save(os.path.join(output_dir, "last.pt"))
         print(f"{len(losses)} steps; mean loss of the last 50: {sum(losses[-50:]) / len(losses[-50:]):.4f}")
@@ -1005,7 +1042,7 @@ def notebook_02_dit():
     cells.append(md("""
         ### How good are the samples?
 
-        The evaluator in `cfgflow_ref.metrics` classifies generated digits with a small
+        The evaluator in `cfgflow.metrics` classifies generated digits with a small
         pretrained classifier (LeNet) and reports, per guidance scale, how often the
         generated digit is the requested one (accuracy) and the Fréchet distance between
         classifier features of generated and real test digits, as a multiple of the distance
@@ -1014,7 +1051,7 @@ def notebook_02_dit():
         diversity is lost.
     """, "evaluate_text"))
     cells.append(given("""
-        from cfgflow_ref import metrics
+        from cfgflow import metrics
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MNISTFallbackWarning)

@@ -190,7 +190,8 @@ def test_release_starts_with_colab_badge_and_setup_cell(a):
     rel = read(release_path(a))
     badge, setup = rel.cells[0], rel.cells[1]
     assert badge.cell_type == "markdown"
-    assert colab.colab_url(a) in badge.source and colab.REPO_URL.split("github.com/")[1] in badge.source
+    assert colab.colab_url(a) in badge.source
+    assert colab.STUDENT_REPO_URL.split("github.com/")[1] in badge.source
     assert setup.cell_type == "code" and setup.source.strip() == colab.setup_cell_source().strip()
 
 
@@ -207,14 +208,32 @@ def test_colab_setup_cell_installs_only_on_colab(monkeypatch):
     exec(code, {})
     assert len(calls) == 1
     cmd = calls[0][0][0]
-    assert cmd[1:4] == ["-m", "pip", "install"] and f"git+{colab.REPO_URL}@{colab.BRANCH}" in cmd
+    assert cmd[1:4] == ["-m", "pip", "install"]
+    assert f"cfgflow @ git+{colab.STUDENT_REPO_URL}@{colab.STUDENT_REF}" in cmd
 
 
 def test_colab_url_rejects_non_github_urls():
-    with pytest.raises(ValueError, match="repo_url"):
+    with pytest.raises(ValueError, match="STUDENT_REPO_URL"):
         colab.colab_url("01_cfg", repo_url="https://gitlab.com/a/b")
-    assert colab.colab_url("02_dit", repo_url="https://github.com/me/fork.git", branch="dev") == (
-        "https://colab.research.google.com/github/me/fork/blob/dev/notebooks/02_dit/02_dit.ipynb")
+    assert colab.colab_url("02_dit", repo_url="https://github.com/me/fork.git", ref="v2026.1") == (
+        "https://colab.research.google.com/github/me/fork/blob/v2026.1/notebooks/02_dit/02_dit.ipynb")
+
+
+@pytest.mark.parametrize("setting, kwargs", [
+    ("STUDENT_REPO_URL", {"repo_url": ""}), ("STUDENT_REF", {"ref": ""}),
+    ("STUDENT_REF", {"ref": "main"}), ("STUDENT_REF", {"ref": "master"}),
+])
+def test_colab_settings_must_name_a_repository_and_a_pinned_ref(setting, kwargs):
+    """An empty URL or ref, or a branch for the ref, is an error that names the setting."""
+    for build in (colab.setup_cell_source, lambda **k: colab.badge_markdown("01_cfg", **k)):
+        with pytest.raises(colab.CourseSettingError, match=setting):
+            build(**kwargs)
+
+
+def test_colab_set_up_cell_and_badge_use_the_same_pinned_ref():
+    setup = colab.setup_cell_source(repo_url="https://github.com/me/course", ref="0123abcd")
+    assert '"cfgflow @ git+https://github.com/me/course@0123abcd"' in setup
+    assert "/blob/0123abcd/" in colab.badge_markdown("01_cfg", "https://github.com/me/course", "0123abcd")
 
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)

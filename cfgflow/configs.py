@@ -1,0 +1,111 @@
+"""Training configurations of the MNIST DiT, shared by Notebook 2's training cells and the
+instructor's training CLI: plain frozen dataclasses (:data:`TINY`, :data:`QUICK`,
+:data:`LAB`) and the two helpers that turn one into a run of YOUR model with YOUR trainer:
+
+    trainer = make_trainer(QUICK, path, CFGTrainer)  # your CFGTrainer class
+    losses, _ = trainer.train(model=model, **train_kwargs(QUICK))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+from .training import Trainer, with_sample_grids
+
+NULL_LABEL = 10
+"""The null label of MNIST (``num_classes``)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run needs: model, optimisation, sampling and evaluation."""
+
+    name: str
+    # model: MNISTDiffusionTransformer(patch_size, depth, dim, heads)
+    patch_size: int = 4
+    depth: int = 8
+    dim: int = 256
+    heads: int = 8
+    # optimisation: AdamW, linear warm-up then constant lr; CFG label dropout eta
+    batch_size: int = 256
+    num_steps: int = 20_000
+    lr: float = 4e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 500
+    lr_schedule: str = "constant"  # or "cosine": decay to 0 at num_steps after the warm-up
+    eta: float = 0.35
+    time_beta: float = 1.0  # 1: t ~ U[0, 1); k > 1: t ~ Beta(1, k), more training on the noisy end
+    ema_decay: Optional[float] = 0.9995  # None: sample from the raw weights
+    compile: bool = False
+    # sampling: the CFG ODE from t = 0 to 1
+    solver: str = "heun"
+    sample_steps: int = 15
+    sample_amp: bool = False  # sample under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs)
+    grid_scales: Tuple[float, ...] = (1.0, 3.0, 5.0)
+    grid_per_class: int = 8
+    # evaluation: guidance_sweep at these scales, n_per_class digits of each class
+    eval_scales: Tuple[float, ...] = (1.0, 3.0, 5.0)
+    eval_per_class: int = 50
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# The lab's recipe (15 A100 minutes in the lab's write-up); EMA added for sampling.
+LAB = TrainConfig(name="lab")
+
+# ~5 minutes on 2 CPU cores, training plus sampling the evaluation set (docs/training.md):
+# a small DiT and three departures from the lab that buy quality per CPU second there:
+# t ~ Beta(1, 3) (training on the noisy end), a cosine lr decay and less label dropout.
+QUICK = TrainConfig(
+    name="quick", patch_size=8, depth=3, dim=128, heads=4, batch_size=64, num_steps=2600,
+    lr=2e-3, warmup_steps=100, lr_schedule="cosine", eta=0.1, time_beta=3.0, ema_decay=0.99,
+    solver="heun", sample_steps=8, sample_amp=True, eval_scales=(1.0, 3.0), eval_per_class=50,
+)
+
+# Seconds: exercises every code path (tests, notebook autograde); the samples are noise.
+TINY = TrainConfig(
+    name="tiny", patch_size=8, depth=1, dim=32, heads=2, batch_size=32, num_steps=5,
+    lr=1e-3, warmup_steps=2, ema_decay=0.9, solver="euler", sample_steps=2,
+    grid_per_class=2, eval_scales=(1.0, 3.0), eval_per_class=3,
+)
+
+CONFIGS = {"tiny": TINY, "quick": QUICK, "lab": LAB}
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_trainer(cfg: TrainConfig, path, trainer_class: type) -> Trainer:
+    """A ``trainer_class(path, eta=cfg.eta, null_label=10, time_beta=cfg.time_beta)`` whose
+    checkpoints also write the config's sample grids (:class:`~cfgflow.training.SampleGridCheckpoints`).
+
+    ``trainer_class`` is a CFG trainer class (a subclass of :class:`~cfgflow.training.Trainer`
+    taking ``time_beta``): in Notebook 2 the one you write there.
+    """
+    trainer = with_sample_grids(trainer_class)(path, eta=cfg.eta, null_label=NULL_LABEL,
+                                               time_beta=cfg.time_beta)
+    trainer.guidance_scales = list(cfg.grid_scales)
+    trainer.samples_per_class = cfg.grid_per_class
+    trainer.sample_steps = cfg.sample_steps
+    return trainer
+
+
+def train_kwargs(cfg: TrainConfig) -> dict:
+    """The keyword arguments of ``Trainer.train`` that a config fixes (the caller adds the
+    model, output folder, progress bar, checkpoints and resume)."""
+    return dict(num_steps=cfg.num_steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                lr_schedule=cfg.lr_schedule, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay,
+                compile=cfg.compile, batch_size=cfg.batch_size)
