@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import List
 
-from autograder.checks import PARTS, run_check
+from autograder.checks import HIDDEN, PARTS, VISIBLE, run_check
 
 from . import Entry, entries
 
@@ -87,7 +87,7 @@ def _cell(text: str) -> str:
 def subcheck_tables() -> str:
     lines = ["## Sub-checks per part", ""]
     for name, part in PARTS.items():
-        vis, hid = part.config(False), part.config(True)
+        vis, hid = VISIBLE[name].config, HIDDEN[name].config
         lines += [f"### {name}", "", f"visible sizes `{vis}`, hidden `{hid}`", "",
                   "| sub-check | weight | checks |", "|---|---|---|"]
         lines += [f"| {s.name} | {s.weight:g} | {_cell(s.description)} |" for s in part.subchecks]
