@@ -141,10 +141,12 @@ def record():
             merged = rearrange(att, "b h n hd -> b n (h hd)")
             tensors[visible.recorded_name(h, name, _HEADS[0], True)] = merged @ w["wo"].T
             for merge in _HEADS:
-                tensors[visible.recorded_name(h, name, merge, False)] = rearrange(att, f"b h n hd -> b n {merge}")
+                key = visible.recorded_name(h, name, merge, False)
+                tensors[key] = rearrange(att, f"b h n hd -> b n {merge}")
     ref = cfgflow_ref.MHA(dim, heads).eval()  # the reference agrees with the recorded output
     ok = tensors[visible.recorded_name(heads, "ok", _HEADS[0], True)]
-    if not any(_matches(ref, write, outs, tensors, heads, ok) for write, outs in visible.candidates(ref, dim)):
+    layouts = visible.candidates(ref, dim)
+    if not any(_matches(ref, write, outs, tensors, heads, ok) for write, outs in layouts):
         raise RuntimeError("cfgflow_ref.MHA disagrees with the recorded multi-head attention")
     return cfg, {}, tensors
 

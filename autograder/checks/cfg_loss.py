@@ -58,7 +58,8 @@ def record():
     g = torch.Generator().manual_seed(1000)
     y = torch.randint(0, cfg["classes"], (b,), generator=g)
     tensors = {"z": torch.randn(b, cfg["dim"], generator=g) + y[:, None].float(), "y": y.double(),
-               "noise": torch.randn(b, cfg["dim"], generator=g), "shift": torch.randn(cfg["dim"], generator=g)}
+               "noise": torch.randn(b, cfg["dim"], generator=g),
+               "shift": torch.randn(cfg["dim"], generator=g)}
     data = {"config": cfg, "values": {}, "tensors": tensors}
     loss, log, call = visible.fixed_run(cfgflow_ref.CFGTrainer, cfg, data)
     z0, _, xs = visible.check_inputs(loss, log, call)

@@ -29,9 +29,9 @@ def dumps(config: Dict[str, Any], values: Dict[str, Any], tensors: Dict[str, tor
     def num(v: float) -> str:
         return "NaN" if v != v else f"{v:.9g}"
 
+    rounded = {k: float(num(float(v))) for k, v in values.items()}
     lines = ["{", f'  "config": {json.dumps(config, sort_keys=True)},',
-             f'  "values": {json.dumps({k: float(num(float(v))) for k, v in values.items()}, sort_keys=True)},',
-             '  "tensors": {']
+             f'  "values": {json.dumps(rounded, sort_keys=True)},', '  "tensors": {']
     names = sorted(tensors)
     for i, name in enumerate(names):
         t = tensors[name].detach().double().reshape(-1).tolist()

@@ -26,7 +26,8 @@ WRONG_LOSSES = [
     ("x_target", "the target uses x where z belongs: u_t(x | z) = conditional_vector_field(x, z, t)"),
     ("z_target", "the target uses x where z belongs"),
     ("sum", "the loss is summed: use the mean over every element (F.mse_loss)"),
-    ("sum_dims", "the loss sums over the data dimensions (x{d}): take the mean over every element (F.mse_loss)"),
+    ("sum_dims", "the loss sums over the data dimensions (x{d}): take the mean over every element "
+     "(F.mse_loss)"),
     ("norm", "the loss is a norm over the whole batch: use the mean of squared errors"),
     ("norm2_b", "the loss sums over the data dimensions: take the mean over every element (F.mse_loss)"),
     ("abs", "absolute error instead of squared error"),

@@ -14,7 +14,6 @@ import torch.nn as nn
 from . import _data
 from ._core import Fail, Part, SubCheck, at_batch1, close, expect_shape
 
-
 CONFIG = {"seed": 1, "dim": 8, "b": 4}
 
 

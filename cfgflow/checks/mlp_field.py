@@ -17,7 +17,6 @@ import torch.nn as nn
 from . import _data
 from ._core import Fail, Part, SubCheck, at_batch1, close, expect_shape
 
-
 CONFIG = {"seed": 2, "dim": 2, "hidden_dim": 8, "class_dim": 3, "num_classes": 3, "b": 4}
 NO_T = "the output does not depend on t: concatenate t (as a (b, 1) column)"
 FINAL = "values differ from mlp(cat([x, embedding(y), t])) computed with your modules"
