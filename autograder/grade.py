@@ -67,7 +67,7 @@ STATUS_OK = "ok"
 
 # Signed check results: test cells that call the check library must show a line signed with the
 # submission's key for every point they score (autograder/_signing.py).
-CHECKS_MODULE = "autograder.checks"
+CHECKS_MODULE = "cfgflow.checks"  # holds the grading key: imported at kernel start-up
 GUARD_MODULE = "autograder._kernel_guard"  # imported by every grading kernel first
 GRADE_KEY_ENV = "CFGFLOW_GRADE_KEY"
 _CALLS_CHECK = re.compile(r"(?<![\w.])(?:autograder\.checks\.)?check\s*\(")
@@ -406,7 +406,7 @@ def _verify_signatures(course: Path, assignment: str, student: str, key: bytes,
     import nbformat
     from nbgrader.api import Gradebook
 
-    from autograder import _signing
+    from cfgflow.checks import _signing
 
     tampered = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:

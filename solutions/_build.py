@@ -83,6 +83,7 @@ def tests(part: str, student_class: str, visible: int, hidden: int):
         # Hidden tests for {student_class} ({hidden} points): stricter checks of the same
         # conventions, run when your notebook is graded.
         ### BEGIN HIDDEN TESTS
+        from autograder.checks import check  # the hidden checks (grading environment only)
         check("{part}", {student_class}, points={hidden}, hidden=True)
         ### END HIDDEN TESTS
     '''))
@@ -155,7 +156,7 @@ def notebook_01_cfg():
         import torch.nn as nn
         import torch.nn.functional as F
 
-        from autograder.checks import check
+        from cfgflow.checks import check
         from cfgflow import (
             GMM,
             MLP,
@@ -536,7 +537,7 @@ def notebook_02_dit():
         import torch.nn.functional as F
         from einops import rearrange
 
-        from autograder.checks import check
+        from cfgflow.checks import check
         from cfgflow import MLP, ConditionalVectorField, Trainer
 
         # True while nbgrader validates or autogrades this notebook: training then takes seconds.

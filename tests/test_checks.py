@@ -17,7 +17,8 @@ import cfgflow_ref as ref
 from autograder import checks
 from autograder.catalog.components import Fourier
 from autograder.catalog.components import MNISTDiT as GoodMNIST
-from autograder.checks import _core, check, run_check
+from autograder.checks import check, run_check
+from cfgflow.checks import _core
 
 
 class ZerosFourier(Fourier):
@@ -127,8 +128,8 @@ def test_rng_and_threads_untouched():
 
 
 def test_hidden_uses_other_sizes():
-    for name, part in checks.PARTS.items():
-        assert part.config(True) != part.config(False), name
+    for name in checks.PARTS:
+        assert checks.HIDDEN[name].config != checks.VISIBLE[name].config, name
 
 
 def test_unknown_part():
@@ -142,3 +143,97 @@ def test_close_is_own_code():
     assert not _core.close(a, a + 1e-2)
     assert not _core.close(a, torch.tensor([math.nan, 2.0]))
     assert not _core.close(a, a[:1])
+
+
+# --------------------------------------------------------------------------------------------
+# the student runtime (cfgflow.checks): no reference, recorded data, one check for both modes
+
+_STUDENT_SCRIPT = r"""
+import importlib.abc, math, sys
+
+class Block(importlib.abc.MetaPathFinder):  # a student install: neither package exists
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("cfgflow_ref", "autograder"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, Block())
+import torch, torch.nn as nn
+from cfgflow.checks import check
+
+class FourierEncoder(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.weights = nn.Parameter(torch.randn(dim // 2))
+
+    def forward(self, t):
+        f = 2 * math.pi * t.reshape(-1, 1) * self.weights[None]
+        return torch.cat([torch.cos(f), torch.sin(f)], dim=-1)
+
+print("EARNED", check("fourier_encoder", FourierEncoder, points=2))
+Fake = type("FourierEncoder", (FourierEncoder,), {"__module__": "cfgflow_ref.models"})
+try:
+    check("fourier_encoder", Fake, points=2)
+except AssertionError as e:
+    print("REFUSED", "comes from cfgflow_ref" in str(e))
+try:
+    check("fourier_encoder", FourierEncoder, points=3, hidden=True)
+except RuntimeError as e:
+    print("HIDDEN", e)
+print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in ("cfgflow_ref", "autograder")))
+"""
+
+
+def test_student_runtime_runs_without_reference_or_autograder():
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    env.pop("CFGFLOW_GRADE_KEY", None)
+    proc = subprocess.run([sys.executable, "-c", _STUDENT_SCRIPT], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "EARNED 2.0" in proc.stdout and "REFUSED True" in proc.stdout
+    assert "HIDDEN hidden checks run only in the instructor's grading environment" in proc.stdout
+    assert "LOADED []" in proc.stdout
+
+
+def test_student_runtime_computes_no_part():
+    """The student runtime's code uses none of the operations the graded parts are made of
+    (attention's softmax and products, the Fourier features' cos / sin / pi, mse_loss or norms)
+    and imports
+    neither the reference nor the instructors' package: the recorded data holds the numbers."""
+    import ast
+    from pathlib import Path
+
+    import cfgflow.checks as rt
+
+    banned = {"softmax", "cos", "sin", "pi", "mse_loss", "l1_loss", "scaled_dot_product_attention", "norm",
+              "matmul", "bmm", "einsum", "baddbmm"}
+    for path in Path(rt.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any(n.split(".")[0] in ("cfgflow_ref", "autograder", "math") for n in names), \
+                    f"{path.name}:{node.lineno} imports {names}"
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in banned, f"{path.name}:{node.lineno} uses .{node.attr}"
+            if isinstance(node, ast.BinOp):
+                assert not isinstance(node.op, ast.MatMult), f"{path.name}:{node.lineno} uses @"
+
+
+def test_recorded_data_is_up_to_date():
+    from autograder.checks import record
+
+    assert record.stale() == {}
+
+
+def test_hidden_runner_registers_once():
+    import cfgflow.checks as rt
+
+    with pytest.raises(RuntimeError, match="registered before"):
+        rt.register_hidden(lambda *a, **k: None)
+    assert checks.run_check("fourier_encoder", Fourier, points=1, out=io.StringIO()).earned == 1.0

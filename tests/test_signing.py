@@ -1,6 +1,6 @@
-"""Signed check results (autograder/_signing.py, autograder/_gradekey.py): a genuine check
-signs its result with the engine's key; a forged line, a changed score or a replaced ``check``
-does not verify; without a key nothing extra is printed."""
+"""Signed check results (cfgflow/checks/_signing.py, cfgflow/checks/_gradekey.py): a genuine
+check, visible or hidden, signs its result with the engine's one key; a forged line, a changed
+score or a replaced ``check`` does not verify; without a key nothing extra is printed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autograder import _signing
+from cfgflow.checks import _signing
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -40,15 +40,17 @@ def test_forged_or_altered_lines_are_rejected():
 
 _SCRIPT = r"""
 import os, sys
-from autograder.catalog.components import Fourier
-import autograder.checks as c
+import cfgflow.checks  # what the engine imports at kernel start-up: it takes the key
 print("ENV", os.environ.get("CFGFLOW_GRADE_KEY"))
-c.check("fourier_encoder", Fourier, points=2)
+from cfgflow.checks import check
+from autograder.catalog.components import Fourier
+check("fourier_encoder", Fourier, points=2)
+from autograder.checks import check  # the hidden cell's import: the same check, the same key
 try:
-    c.check("fourier_encoder", object, points=3, hidden=True)
+    check("fourier_encoder", object, points=3, hidden=True)
 except AssertionError:
     print("RAISED")
-import autograder._gradekey as g
+import cfgflow.checks._gradekey as g
 print("RETAKE", g.take()[0])
 """
 

@@ -1,10 +1,9 @@
-"""mha: ``MHA(dim, heads)``, ``(b, n, d) -> (b, n, d)``.
+"""mha, instructor side: the hidden checks (other sizes and seeds; multi-head attention
+recomputed with the student's own projections under every layout) and the recording of the
+visible checks' data (canonical weights, fixed input, the outputs of every formula variant).
 
-The student's projections are discovered (one fused ``Linear(dim, 3 dim)``, separate q/k/v/out
-``Linear(dim, dim)``, or an ``nn.MultiheadAttention``) and multi-head attention is recomputed
-with them. Every layout that is a relabelling of the same function class is accepted: any
-order of q/k/v blocks in the fused output, heads split ``(h hd)`` or ``(hd h)``
-consistently, merged either way. Known wrong formulas name the mistake.
+The table, the property sub-checks and the messages are the student runtime's
+(:mod:`cfgflow.checks.attention`); only ``values`` is computed here.
 """
 
 from __future__ import annotations
@@ -16,24 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from ._core import Fail, Part, SubCheck, close, expect_shape
+from cfgflow.checks import attention as visible
+from cfgflow.checks._core import Fail, close, expect_shape
 
-
-def _config(hidden: bool):
-    if hidden:
-        return {"seed": 14, "dim": 12, "heads": 3, "n": 4, "b": 1}
-    return {"seed": 4, "dim": 8, "heads": 2, "n": 5, "b": 2}
-
-
-def _build(ctx):
-    return ctx.new(ctx["dim"], ctx["heads"])
-
-
-_SPLITS = ["(three h hd)", "(h three hd)", "(h hd three)", "(three hd h)"]
-_HEADS = ["(h hd)", "(hd h)"]
-
-
-_NO_OUT = "missing output projection: apply the output Linear(dim, dim) to the merged heads"
+CONFIG = {"seed": 14, "dim": 12, "heads": 3, "n": 4, "b": 1}
+_SPLITS, _HEADS = visible.SPLITS, visible.HEADS
+_build = visible._build
 
 
 def _attend(q, k, v, scale, axis=-1):
@@ -83,14 +70,12 @@ def _candidates(model, dim):
 
 
 def _variants(dim, heads):
+    """``(name, attention keyword arguments, message)`` in the order of ``visible.VARIANTS``."""
     hd = dim // heads
-    yield "ok", dict(scale=hd ** -0.5), None
-    yield "dimscale", dict(scale=dim ** -0.5), (
-        "attention scale uses dim**-0.5: scale scores by head_dim**-0.5 = 1/sqrt(dim // heads)")
-    yield "noscale", dict(scale=1.0), "scores not scaled: multiply q k^T by head_dim**-0.5"
-    yield "sqrtscale", dict(scale=hd ** 0.5), "scores multiplied by sqrt(head_dim): divide by it instead"
-    yield "axis", dict(scale=hd ** -0.5, axis=-2), (
-        "softmax over the wrong axis: normalise over the keys (dim=-1), so each query's weights sum to 1")
+    kwargs = {"ok": dict(scale=hd ** -0.5), "dimscale": dict(scale=dim ** -0.5), "noscale": dict(scale=1.0),
+              "sqrtscale": dict(scale=hd ** 0.5), "axis": dict(scale=hd ** -0.5, axis=-2)}
+    for name, msg in visible.VARIANTS:
+        yield name, kwargs[name], msg
 
 
 @torch.no_grad()
@@ -101,9 +86,8 @@ def _values(ctx):
     expect_shape(out, (b, n, dim))
     cands = list(_candidates(model, dim))
     if not cands:
-        raise Fail("no projections found: use a fused nn.Linear(dim, 3 * dim) or separate "
-                   "nn.Linear(dim, dim) for q, k, v, plus an output nn.Linear(dim, dim)")
-    one_head = "heads ignored: split q, k, v into `heads` heads of size dim // heads"
+        raise Fail(visible.NO_PROJECTIONS)
+    one_head = visible.ONE_HEAD
     diagnosis = None
     # first pass: the correct formula under every layout; second: the known mistakes
     for wanted in ("ok", "wrong"):
@@ -127,52 +111,53 @@ def _values(ctx):
                             if close(out, p(o) if p is not None else o, 1e-4):
                                 if wanted == "ok" and p is not None:
                                     return
-                                diagnosis = diagnosis or hmsg or msg or _NO_OUT
+                                diagnosis = diagnosis or hmsg or msg or visible.NO_OUT
         if diagnosis:
             raise Fail(diagnosis)
-    raise Fail("values differ from multi-head attention computed with your projections "
-               "(softmax(q k^T / sqrt(head_dim)) v per head, heads merged, output projection)")
+    raise Fail(visible.FINAL)
 
 
-def _shape(ctx):
-    model = _build(ctx)
-    b, n, dim = ctx["b"], ctx["n"], ctx["dim"]
-    expect_shape(model(torch.randn(b, n, dim)), (b, n, dim))
+PART = visible.PART.replaced(CONFIG, values=_values)
 
 
 @torch.no_grad()
-def _equivariant(ctx):
-    model = _build(ctx)
-    dim, n = ctx["dim"], ctx["n"]
-    x = torch.randn(2, n, dim)
-    perm = torch.roll(torch.arange(n), 1)
-    if not close(model(x[:, perm]), model(x)[:, perm], 1e-4):
-        raise Fail("permuting the tokens does not permute the output: heads split/merged in a scrambled "
-                   "order "
-                   "(view(b, h, n, hd) without transpose mixes tokens; use view(b, n, h, hd).transpose(1, 2) "
-                   "or rearrange)")
+def record():
+    """Canonical weights (rows and columns ``(h hd)``, zero biases), a fixed input, and the output
+    of every formula variant with ``heads`` and with one head, with the output projection and
+    without it (merged either way)."""
+    import cfgflow_ref
+
+    cfg = visible.CONFIG
+    dim, heads, n, b = cfg["dim"], cfg["heads"], cfg["n"], cfg["b"]
+    g = torch.Generator().manual_seed(1004)
+    tensors = {k: torch.randn(dim, dim, generator=g) / dim ** 0.5 for k in ("wq", "wk", "wv", "wo")}
+    tensors["x"] = torch.randn(b, n, dim, generator=g)
+    x = tensors["x"].double()
+    w = {k: v.double() for k, v in tensors.items()}
+    for h in (heads, 1):
+        q, k, v = (rearrange(x @ w[m].T, "b n (h hd) -> b h n hd", h=h) for m in ("wq", "wk", "wv"))
+        for name, kw, _ in _variants(dim, h):
+            att = _attend(q, k, v, **kw)
+            merged = rearrange(att, "b h n hd -> b n (h hd)")
+            tensors[visible.recorded_name(h, name, _HEADS[0], True)] = merged @ w["wo"].T
+            for merge in _HEADS:
+                key = visible.recorded_name(h, name, merge, False)
+                tensors[key] = rearrange(att, f"b h n hd -> b n {merge}")
+    ref = cfgflow_ref.MHA(dim, heads).eval()  # the reference agrees with the recorded output
+    ok = tensors[visible.recorded_name(heads, "ok", _HEADS[0], True)]
+    layouts = visible.candidates(ref, dim)
+    if not any(_matches(ref, write, outs, tensors, heads, ok) for write, outs in layouts):
+        raise RuntimeError("cfgflow_ref.MHA disagrees with the recorded multi-head attention")
+    return cfg, {}, tensors
 
 
-@torch.no_grad()
-def _batch(ctx):
-    model = _build(ctx)
-    dim, n = ctx["dim"], ctx["n"]
-    x = torch.randn(3, n, dim)
-    if not close(model(x)[1:2], model(x[1:2]), 1e-5):
-        raise Fail("sample 1 of a batch differs from the same sample alone: attention mixes the batch "
-                   "(check the head split/merge reshapes)")
-
-
-PART = Part(
-    "mha",
-    [
-        SubCheck("shape", "output shape (b, n, d)", 1, _shape),
-        SubCheck("values", "multi-head attention recomputed with your projections", 2, _values),
-        SubCheck("equivariant", "permuting tokens permutes the output (heads split per token)", 0.5,
-                 _equivariant),
-        SubCheck("batch", "works at batch size 1 and treats samples independently", 0.5, _batch),
-    ],
-    _config,
-    {"shape '[": "view/reshape sizes must multiply to the tensor size",
-     "size of tensor": "check the shapes of q, k, v: (b, h, n, head_dim)"},
-)
+def _matches(ref, write, outs, tensors, heads, ok):
+    write(heads, tensors["wq"], tensors["wk"], tensors["wv"])
+    for p in outs:
+        if p is not None:
+            p.weight.copy_(tensors["wo"])
+            if p.bias is not None:
+                p.bias.zero_()
+            if close(ref(tensors["x"]), ok):
+                return True
+    return False

@@ -1,226 +1,71 @@
-"""cfg_loss: ``CFGTrainer(path=..., eta=..., null_label=..., eps=...)`` with ``.model`` set;
-``get_train_loss(batch_size)`` -> scalar.
+"""cfg_loss, instructor side: the hidden checks (other sizes and seeds; the loss recomputed from
+what the recording path and model received) and the recording of the visible checks' data.
 
-The loss is random, so nothing here depends on the order random numbers are drawn: the path's
-``p_data``, ``sample_conditional_path``, ``conditional_vector_field`` and the model are wrapped
-in recorders, and the loss is recomputed from what they received (element-mean MSE of
-``model(x, t, y)`` vs ``u_t(x | z)`` with the ``z`` that ``p_data`` returned). Statistics of the
-recorded labels and times over a large batch catch the masking and time-sampling mistakes.
+The table, the test doubles, the property sub-checks and the messages are the student runtime's
+(:mod:`cfgflow.checks.cfg_loss`); only ``loss`` is computed here.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from ._core import Fail, Part, SubCheck, close, max_err
+from cfgflow.checks import cfg_loss as visible
+from cfgflow.checks._core import Fail, close
 
-
-def _config(hidden: bool):
-    if hidden:
-        return {"seed": 10, "eta": 0.4, "null_label": 5, "classes": 5, "eps": 0.05, "b": 3000, "dim": 3}
-    return {"seed": 0, "eta": 0.3, "null_label": 7, "classes": 4, "eps": 0.05, "b": 3000, "dim": 2}
+CONFIG = {"seed": 10, "eta": 0.4, "null_label": 5, "classes": 5, "eps": 0.05, "b": 3000, "dim": 3}
 
 
-class _Data(nn.Module):
-    """Labelled data: ``z ~ N(label, 1)`` in ``dim`` dims, labels in ``[0, classes)``."""
-
-    def __init__(self, dim, classes, device="cpu", log=None):
-        super().__init__()
-        self.dim, self.classes, self.device, self.log = dim, classes, device, log
-
-    def sample(self, num_samples):
-        y = torch.randint(0, self.classes, (num_samples,), device=self.device)
-        z = torch.randn(num_samples, self.dim, device=self.device) + y[:, None].float()
-        if self.log is not None:
-            self.log["data"].append((z, y.clone()))
-        return z, y
-
-
-class _Path(nn.Module):
-    """A linear Gaussian path ``x = t z + (1 - t) eps`` whose calls are recorded."""
-
-    def __init__(self, dim, classes, device="cpu"):
-        super().__init__()
-        self.log = {"data": [], "sample": [], "field": []}
-        self.p_data = _Data(dim, classes, device, self.log)
-
-    @staticmethod
-    def _t(t, z):
-        if not isinstance(t, torch.Tensor) or t.numel() != z.shape[0]:
-            got = tuple(getattr(t, "shape", ()))
-            raise Fail(f"t passed to the path has shape {got}, expected (b,) = ({z.shape[0]},)")
-        return t.reshape(-1, *([1] * (z.dim() - 1)))
-
-    def sample_conditioning_variable(self, num_samples):
-        return self.p_data.sample(num_samples)
-
-    def sample_conditional_path(self, z, t):
-        tt = self._t(t, z)
-        noise = torch.randn(z.shape, device=z.device, dtype=z.dtype)  # randn_like is slow on meta
-        x = tt * z + (1 - tt) * noise
-        self.log["sample"].append((z, t, x))
-        return x
-
-    def conditional_vector_field(self, x, z, t):
-        u = _field(x, z, self._t(t, z))
-        self.log["field"].append((x, z, t, u))
-        return u
-
-
-def _field(x, z, tt):
-    """u_t(x | z) of the linear path: (z - x) / (1 - t)."""
-    return (z - x) / (1 - tt)
-
-
-class _Model(nn.Module):
-    """A small deterministic conditional field that records its inputs and output."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.lin = nn.Linear(dim + 1, dim)
-        self.emb = nn.Embedding(16, dim)  # room for a wrong (hard-coded) null index
-        self.calls = []
-
-    def forward(self, x, t, y):
-        out = self.lin(torch.cat([x, t.reshape(-1, 1)], -1)) + self.emb(y)
-        self.calls.append((x, t, y, out))
-        return out
-
-
-def _run(ctx, b=None, device="cpu"):
-    b = ctx["b"] if b is None else b
-    path = _Path(ctx["dim"], ctx["classes"], device)
-    trainer = ctx.cls(path=path, eta=ctx["eta"], null_label=ctx["null_label"], eps=ctx["eps"])
-    trainer.model = _Model(ctx["dim"]).to(device)
-    loss = trainer.get_train_loss(batch_size=b)
-    if not path.log["data"]:
-        raise Fail("p_data was never sampled: draw (z, y) with self.path.p_data.sample(batch_size)")
-    if not trainer.model.calls:
-        raise Fail("the model was never called: compute self.model(x, t, y)")
-    return loss, path.log, trainer.model.calls[-1]
-
-
-def _t_of(call):
-    return call[1].reshape(-1)
+def losses(um, target, xs, z0, field):
+    """The correct loss (``"ok"``) and the known-wrong ones (named as in ``visible.WRONG_LOSSES``)
+    of model output ``um`` against ``target``; ``field(x, z)``: the path's conditional field."""
+    return {
+        "ok": ((um - target) ** 2).mean(),
+        "x_target": ((um - field(xs, xs)) ** 2).mean(),
+        "z_target": ((um - field(z0, z0)) ** 2).mean(),
+        "sum": ((um - target) ** 2).sum(),
+        "sum_dims": ((um - target) ** 2).sum(-1).mean(),
+        "norm": (um - target).norm(),
+        "norm2_b": (um - target).norm() ** 2 / um.shape[0],
+        "abs": ((um - target).abs()).mean(),
+        "rmse": (um - target).pow(2).mean().sqrt(),
+    }
 
 
 def _loss_value(ctx):
-    loss, log, (xm, tm, ym, um) = _run(ctx, b=64)
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise Fail(f"get_train_loss must return a scalar tensor, got {type(loss).__name__} "
-                   f"{tuple(getattr(loss, 'shape', ()))}")
-    if not loss.requires_grad:
-        raise Fail("the loss has no gradient: return the tensor (no .item(), no torch.no_grad())")
-    z0, _ = log["data"][-1]
-    if not log["sample"]:
-        raise Fail("x was not sampled from the path: x = self.path.sample_conditional_path(z, t)")
-    zs, ts, xs = log["sample"][-1]
-    if zs is not z0 and max_err(zs, z0) > 0:
-        raise Fail("sample_conditional_path got something else than the z from p_data")
+    loss, log, call = visible._run(ctx, b=64)
+    z0, ts, xs = visible.check_inputs(loss, log, call)
     tt = ts.reshape(-1, 1)
-    target = _field(xs, z0, tt)
-    if xm is z0 or (xm.shape == z0.shape and max_err(xm, z0) == 0):
-        raise Fail("the model sees z: pass the noisy sample x ~ p_t(x | z) to the model")
-    if max_err(xm, xs) > 0:
-        raise Fail("the model input is not the sample x returned by sample_conditional_path")
-    if max_err(tm.reshape(-1), ts.reshape(-1)) > 0:
-        raise Fail("the model gets another t than the path")
-    want = ((um - target) ** 2).mean()
+    um = call[3]
+    values = losses(um, visible._field(xs, z0, tt), xs, z0, lambda a, b: visible._field(a, b, tt))
     got = loss.reshape(())
-    if close(got, want, 1e-4):
+    if close(got, values["ok"].reshape(()), 1e-4):
         return
-    d = um.shape[-1]
-    wrong = [
-        (((um - _field(xs, xs, tt)) ** 2).mean(), "the target uses x where z belongs: u_t(x | z) = "
-         "conditional_vector_field(x, z, t)"),
-        (((um - _field(z0, z0, tt)) ** 2).mean(), "the target uses x where z belongs"),
-        (((um - target) ** 2).sum(), "the loss is summed: use the mean over every element (F.mse_loss)"),
-        (((um - target) ** 2).sum(-1).mean(), f"the loss sums over the data dimensions (x{d}): take the "
-         "mean over every element (F.mse_loss)"),
-        ((um - target).norm(), "the loss is a norm over the whole batch: use the mean of squared errors"),
-        ((um - target).norm() ** 2 / um.shape[0], "the loss sums over the data dimensions: take the "
-         "mean over every element (F.mse_loss)"),
-        (((um - target).abs()).mean(), "absolute error instead of squared error"),
-        ((um - target).pow(2).mean().sqrt(), "root of the mean squared error: drop the square root"),
-    ]
-    for value, msg in wrong:
-        if close(got, value.reshape(()), 1e-4):
-            raise Fail(msg)
-    raise Fail(f"loss {float(got):.6g} differs from mean((model(x, t, y) - u_t(x | z))^2) = "
-               f"{float(want):.6g}")
+    for name, msg in visible.WRONG_LOSSES:
+        if close(got, values[name].reshape(()), 1e-4):
+            raise Fail(msg.format(d=um.shape[-1]))
+    raise Fail(visible.final_message(got, values["ok"]))
 
 
-def _labels(ctx):
-    _, log, (_, _, ym, _) = _run(ctx)
-    _, y0 = log["data"][-1]
-    null, eta = ctx["null_label"], ctx["eta"]
-    if ym.shape != y0.shape:
-        raise Fail(f"labels passed to the model have shape {tuple(ym.shape)}, expected {tuple(y0.shape)}")
-    changed = ym != y0
-    if changed.any() and not (ym[changed] == null).all():
-        bad = sorted(set(ym[changed].tolist()) - {null})
-        raise Fail(f"dropped labels were set to {bad}, not null_label = {null}: use self.null_label")
-    frac = float(changed.float().mean())
-    if abs(frac - eta) < 0.04:
-        return
-    if abs(frac - (1 - eta)) < 0.04:
-        raise Fail(f"mask inverted: {frac:.2f} of the labels were nulled, expected eta = {eta} "
-                   "(use torch.rand(b) < eta)")
-    if frac == 0.0:
-        raise Fail(f"no label was replaced by the null label {null}, expected eta = {eta} of them: with "
-                   "probability eta set y to null_label")
-    raise Fail(f"{frac:.2f} of the labels were nulled, expected eta = {eta} (one independent draw per "
-               "sample)")
+PART = visible.PART.replaced(CONFIG, loss=_loss_value)
 
 
-def _times(ctx):
-    _, log, call = _run(ctx)
-    b, eps = ctx["b"], ctx["eps"]
-    if not log["sample"]:
-        raise Fail("x was not sampled from the path")
-    t = log["sample"][-1][1]
-    if tuple(t.shape) != (b,):
-        raise Fail(f"t has shape {tuple(t.shape)}, expected (b,) = ({b},): draw torch.rand(batch_size)")
-    t = t.double()
-    if float(t.min()) < 0:
-        raise Fail("negative times: t was drawn with torch.randn; use torch.rand (uniform on [0, 1))")
-    if float(t.max()) > 1 - eps + 1e-6:
-        raise Fail(f"t reaches {float(t.max()):.3f} > 1 - eps = {1 - eps}: draw t ~ U[0, 1 - eps) "
-                   "(the target divides by beta_t = 0 at t = 1)")
-    spread = float(t.max()) < 0.9 * (1 - eps) or float(t.min()) > 0.1
-    if spread or abs(float(t.mean()) - (1 - eps) / 2) > 0.04:
-        raise Fail(f"t is not uniform on [0, 1 - eps): min {float(t.min()):.3f}, mean {float(t.mean()):.3f}, "
-                   f"max {float(t.max()):.3f}")
-    if len(set(t.tolist())) < b // 2:
-        raise Fail("t is not drawn independently per sample")
+def record():
+    """Recorded data z, y, path noise and model shift; the reference trainer's loss with the
+    deterministic doubles, and the values of the known-wrong losses."""
+    import cfgflow_ref
 
-
-def _device(ctx):
-    try:
-        loss, _, _ = _run(ctx, b=16, device="meta")
-    except Fail:
-        raise
-    except RuntimeError as e:
-        if "device" in str(e).lower():
-            raise Fail("a tensor was created on the CPU while the data lives on another device (GPU): "
-                       "create the mask / t on the labels' device (device=y.device)") from e
-        raise
-    if not isinstance(loss, torch.Tensor) or loss.device.type != "meta":
-        raise Fail("the loss did not stay on the data's device: create every tensor with device=y.device")
-
-
-PART = Part(
-    "cfg_loss",
-    [
-        SubCheck("loss", "loss = mean((model(x, t, y) - u_t(x | z))^2) from the sampled x, z, t", 2,
-                 _loss_value),
-        SubCheck("labels", "labels replaced by null_label with probability eta, others unchanged", 1,
-                 _labels),
-        SubCheck("times", "t of shape (b,), uniform on [0, 1 - eps)", 1, _times),
-        SubCheck("device", "mask and t created on the data's device", 0.5, _device),
-    ],
-    _config,
-    {"not on the expected device": "create the mask / t on the labels' device (device=y.device)",
-     "unexpected keyword": "keep the signature CFGTrainer(path, eta, null_label, eps=1e-3, **kwargs)"},
-)
+    cfg, b = visible.CONFIG, visible.LOSS_B
+    g = torch.Generator().manual_seed(1000)
+    y = torch.randint(0, cfg["classes"], (b,), generator=g)
+    tensors = {"z": torch.randn(b, cfg["dim"], generator=g) + y[:, None].float(), "y": y.double(),
+               "noise": torch.randn(b, cfg["dim"], generator=g),
+               "shift": torch.randn(cfg["dim"], generator=g)}
+    data = {"config": cfg, "values": {}, "tensors": tensors}
+    loss, log, call = visible.fixed_run(cfgflow_ref.CFGTrainer, cfg, data)
+    z0, _, xs = visible.check_inputs(loss, log, call)
+    with torch.no_grad():
+        values = {k: float(v) for k, v in losses(call[3].double(), (z0 - xs).double(), xs.double(),
+                                                 z0.double(), lambda a, b: b - a).items()}
+    if abs(float(loss.detach()) - values["ok"]) > 1e-5 * (1 + values["ok"]):
+        raise RuntimeError("cfgflow_ref.CFGTrainer disagrees with the recorded loss")
+    return cfg, values, tensors

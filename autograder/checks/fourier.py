@@ -1,8 +1,8 @@
-"""fourier_encoder: ``FourierEncoder(dim)``, ``t: (b,)`` or ``(b, 1, 1, 1)`` -> ``(b, dim)``.
+"""fourier_encoder, instructor side: the hidden checks (other sizes and seeds; the formula
+recomputed with the student's own weights) and the recording of the visible checks' data.
 
-The notebook pins ``[cos(2 pi w t), sin(2 pi w t)]`` (cos block first, no factor) with ``w`` an
-``nn.Parameter`` of ``dim/2`` entries. The student's weights are discovered (any name) and the
-formula recomputed with them; known wrong formulas name the mistake.
+The table, the property sub-checks and the messages are the student runtime's
+(:mod:`cfgflow.checks.fourier`); only ``values`` is computed here.
 """
 
 from __future__ import annotations
@@ -10,123 +10,64 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 
-from ._core import Fail, Part, SubCheck, at_batch1, close, expect_shape
+from cfgflow.checks import fourier as visible
+from cfgflow.checks._core import Fail, close
 
+CONFIG = {"seed": 11, "dim": 12, "b": 5}
 
-def _config(hidden: bool):
-    if hidden:
-        return {"seed": 11, "dim": 12, "b": 5}
-    return {"seed": 1, "dim": 8, "b": 4}
-
-
-def _build(ctx):
-    return ctx.new(ctx["dim"])
-
-
-def _find_weights(enc, dim):
-    """The frequency vector: a learnable parameter if there is one, else any float tensor
-    attribute/buffer. Returns (tensor, is_parameter)."""
-    params = [p for p in enc.parameters() if p.dtype.is_floating_point]
-    for p in params:
-        if p.numel() == dim // 2:
-            return p, True
-    if len(params) == 1:
-        return params[0], True
-    tensors = list(enc.buffers()) + [v for v in vars(enc).values() if isinstance(v, torch.Tensor)]
-    for v in tensors:
-        if v.dtype.is_floating_point and v.numel() == dim // 2:
-            return v, False
-    for v in params + tensors:
-        if v.dtype.is_floating_point:
-            return v, isinstance(v, nn.Parameter)
-    raise Fail("no frequency weights found: store them as self.weights = nn.Parameter(torch.randn(dim // 2))")
+# formula variants: the correct one ("ok") and the known-wrong ones named in visible.WRONG
+VARIANTS = {
+    "ok": {},
+    "sin": dict(order="sin"),
+    "sqrt2": dict(factor=math.sqrt(2)),
+    "sin_sqrt2": dict(order="sin", factor=math.sqrt(2)),
+    "no2pi": dict(two_pi=False),
+    "sin_no2pi": dict(order="sin", two_pi=False),
+}
 
 
-def _reference(t, w, order="cos", factor=1.0, two_pi=True):
+def formula(t, w, order="cos", factor=1.0, two_pi=True):
     f = (2 * math.pi if two_pi else 1.0) * t.reshape(-1, 1).double() * w.detach().reshape(1, -1).double()
     a, b = (torch.cos(f), torch.sin(f)) if order == "cos" else (torch.sin(f), torch.cos(f))
     return factor * torch.cat([a, b], dim=-1)
 
 
-_WRONG = [
-    (dict(order="sin"), "sin block first: the notebook pins cos first, [cos(2 pi w t), sin(2 pi w t)]"),
-    (dict(factor=math.sqrt(2)), "extra sqrt(2) factor: the notebook's formula has no factor"),
-    (dict(order="sin", factor=math.sqrt(2)), "sin first and times sqrt(2) (the lab's old solution code): "
-     "the notebook pins cos first and no factor"),
-    (dict(two_pi=False), "missing 2*pi: the frequencies are 2 pi w t"),
-    (dict(order="sin", two_pi=False), "missing 2*pi and sin block first"),
-]
-
-
-def _shape(ctx):
-    enc, b, dim = _build(ctx), ctx["b"], ctx["dim"]
-    out = enc(torch.rand(b))
-    if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] == 2 * dim:
-        raise Fail(f"output has shape {tuple(out.shape)}: wrong half size, use dim/2 = {dim // 2} "
-                   f"weights so cos and sin blocks together give dim = {dim}")
-    expect_shape(out, (b, dim))
-
-
 def _values(ctx):
-    enc, b, dim = _build(ctx), ctx["b"], ctx["dim"]
-    w, _ = _find_weights(enc, dim)
+    enc, b, dim = visible._build(ctx), ctx["b"], ctx["dim"]
+    w, _ = visible._find_weights(enc, dim)
     with torch.no_grad():
         w.copy_(torch.randn(w.shape))  # fresh values: catches hard-coded frequencies
     t = torch.rand(b)
     out = enc(t)
     if w.numel() != dim // 2:
         raise Fail(f"the weights have {w.numel()} entries: wrong half size, use dim/2 = {dim // 2}")
-    if close(out, _reference(t, w)):
+    if close(out, formula(t, w)):
         return
-    for kw, msg in _WRONG:
-        if close(out, _reference(t, w, **kw)):
+    for name, msg in visible.WRONG:
+        if close(out, formula(t, w, **VARIANTS[name])):
             raise Fail(msg)
-    raise Fail("values differ from [cos(2 pi w t), sin(2 pi w t)] computed with your weights")
+    raise Fail(visible.FINAL)
 
 
-def _learnable(ctx):
-    enc, dim = _build(ctx), ctx["dim"]
-    w, is_param = _find_weights(enc, dim)
-    if not is_param or not w.requires_grad:
-        raise Fail("weights not learnable: wrap them in nn.Parameter so the optimiser trains them")
-    if w.numel() != dim // 2:
-        raise Fail(f"the weights have {w.numel()} entries: wrong half size, use dim/2 = {dim // 2}")
-    out = enc(torch.rand(3))
-    (out * torch.randn(out.shape)).sum().backward()  # not out.pow(2): cos^2 + sin^2 = 1
-    if w.grad is None or float(w.grad.abs().sum()) == 0.0:
-        raise Fail("no gradient reaches the weights: compute the features from the parameter itself")
+PART = visible.PART.replaced(CONFIG, values=_values)
 
 
-def _t_shapes(ctx):
-    enc, b = _build(ctx), ctx["b"]
-    t = torch.rand(b)
-    a = enc(t)
-    c = enc(t.reshape(b, 1, 1, 1))
-    if not close(c, a, 1e-6):
-        raise Fail(f"t of shape (b, 1, 1, 1) gives {tuple(c.shape)} or other values than t of shape (b,): "
-                   "reshape t to (b,) first (t.reshape(-1))")
+@torch.no_grad()
+def record():
+    """The visible check's data: recorded frequencies and times, the reference's output on them
+    and the outputs of the known-wrong formulas."""
+    import cfgflow_ref
 
-
-def _batch1(ctx):
-    enc, dim = _build(ctx), ctx["dim"]
-    for t in (torch.rand(1), torch.rand(1, 1, 1, 1)):
-        out = at_batch1(enc, t)
-        expect_shape(out, (1, dim), f"output for t of shape {tuple(t.shape)}",
-                     "batch size 1: avoid t.squeeze(), use t.reshape(-1)")
-
-
-PART = Part(
-    "fourier_encoder",
-    [
-        SubCheck("shape", "output shape (b, dim) for t of shape (b,)", 1, _shape),
-        SubCheck("values", "values [cos(2 pi w t), sin(2 pi w t)] with your weights", 2, _values),
-        SubCheck("learnable", "weights an nn.Parameter of dim/2 entries that receives gradients", 1,
-                 _learnable),
-        SubCheck("t_shapes", "t of shape (b, 1, 1, 1) gives the same result as (b,)", 0.5, _t_shapes),
-        SubCheck("batch1", "works at batch size 1", 0.5, _batch1),
-    ],
-    _config,
-    {"size of tensor": "check the shapes: t[:, None] * w[None, :] gives (b, dim/2)"},
-)
+    cfg = visible.CONFIG
+    g = torch.Generator().manual_seed(1001)
+    w = torch.randn(cfg["dim"] // 2, generator=g)
+    t = torch.rand(cfg["b"], generator=g)
+    ref = cfgflow_ref.FourierEncoder(cfg["dim"])
+    rw, _ = visible._find_weights(ref, cfg["dim"])
+    rw.copy_(w.reshape(rw.shape))
+    tensors = {"w": w, "t": t, "ok": ref(t)}
+    if not close(tensors["ok"], formula(t, w)):
+        raise RuntimeError("cfgflow_ref.FourierEncoder disagrees with the formula of the hidden checks")
+    tensors.update({name: formula(t, w, **kw) for name, kw in VARIANTS.items() if name != "ok"})
+    return cfg, {}, tensors

@@ -1,12 +1,13 @@
 """The grading key of one autograded kernel (light: no torch; imported at kernel start-up).
 
-The engine (:mod:`autograder.grade`) gives each submission's Jupyter kernel a fresh random key in
-the environment variable ``CFGFLOW_GRADE_KEY`` and makes the kernel import this module before
-any notebook cell runs (IPython ``exec_lines``). Importing it removes the variable from
-``os.environ`` (so child processes do not inherit it) and overwrites the bytes of the original
-``NAME=value`` string in the process's environment block (so ``/proc/self/environ`` no longer
-shows it). :mod:`autograder.checks` takes the key once with :func:`take` and signs every check
-result with it; the engine rejects scores without a valid signature.
+The engine (:mod:`autograder.grade`) gives each submission's Jupyter kernel a fresh random key
+in the environment variable ``CFGFLOW_GRADE_KEY`` and makes the kernel import
+``cfgflow.checks`` (which imports this module) before any notebook cell runs (IPython
+``exec_lines``). Importing it removes the variable from ``os.environ`` (so child processes do
+not inherit it) and overwrites the bytes of the original ``NAME=value`` string in the
+process's environment block (so ``/proc/self/environ`` no longer shows it).
+:mod:`cfgflow.checks` takes the key once with :func:`take` and signs every check result with
+it; the engine rejects scores without a valid signature.
 
 This is a defence against monkeypatching the check library, not a sandbox: code running in the
 same process could still dig the key out of the interpreter's memory.

@@ -43,8 +43,17 @@ class SubCheck:
 class Part:
     name: str
     subchecks: Sequence[SubCheck]
-    config: Callable[[bool], Dict[str, Any]]   # hidden -> sizes and seeds
+    config: Dict[str, Any]                     # sizes and seeds of this table's mode
     hints: Dict[str, str] = field(default_factory=dict)  # exception-text substring -> hint
+
+    def replaced(self, config: Dict[str, Any], **fns: Callable[["Context"], None]) -> "Part":
+        """The same table (names, descriptions, weights, hints) with other sizes and seeds and the
+        sub-checks named in ``fns`` computed another way (the hidden checks: against the reference)."""
+        unknown = set(fns) - {s.name for s in self.subchecks}
+        if unknown:
+            raise ValueError(f"{self.name} has no sub-checks {sorted(unknown)}")
+        subs = [SubCheck(s.name, s.description, s.weight, fns.get(s.name, s.fn)) for s in self.subchecks]
+        return Part(self.name, subs, dict(config), dict(self.hints))
 
 
 @dataclass
@@ -207,11 +216,15 @@ def zero_parameters(module: nn.Module) -> List[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# refusal of reference code
+# refusal of reference code (cfgflow_ref: the instructors' package; students do not have it)
 
 def _graded_reference_classes():
-    import cfgflow_ref
-    return tuple(getattr(cfgflow_ref, n) for n in _GRADED_REFERENCE_NAMES if hasattr(cfgflow_ref, n))
+    """The graded reference classes, when ``cfgflow_ref`` is loaded (never imported here: a class
+    can only come from it once something imported it)."""
+    ref = sys.modules.get("cfgflow_ref")
+    if ref is None:
+        return ()
+    return tuple(c for c in (getattr(ref, n, None) for n in _GRADED_REFERENCE_NAMES) if isinstance(c, type))
 
 
 def reference_use(cls) -> Optional[str]:
@@ -271,7 +284,7 @@ def run_part(part: Part, cls, *, points: float, hidden: bool = False,
 
 
 def _run_subchecks(part: Part, cls, hidden: bool, allow_reference: bool, report: Report, tag: str, out):
-    cfg = part.config(hidden)
+    cfg = part.config
     ctx = Context(part.name, cls, hidden, cfg)
     ctx.allow_reference = allow_reference
     base_seed = int(cfg.get("seed", 0))

@@ -1,8 +1,8 @@
 """Signed check results: how the grading engine tells a genuine check from a replaced one
 (light: no torch; used by the check library and by the engine).
 
-With a grading key (given by the engine, see :mod:`autograder._gradekey`) every call of
-:func:`autograder.checks.check` ends by printing one line to stdout::
+With a grading key (given by the engine, see :mod:`cfgflow.checks._gradekey`) every call of
+:func:`cfgflow.checks.check` (visible or hidden) ends by printing one line to stdout::
 
     [cfgflow-signed] part=cfg_loss mode=visible earned=1.333300 points=4.000000 nonce=<hex> sig=<hex>
 

@@ -2,7 +2,7 @@
 
 A student cell can monkeypatch ``torch.allclose``, ``builtins.isinstance`` or this library's own
 functions. The checks never call ``torch.allclose``/``torch.testing`` (they use their own
-comparison, :func:`autograder.checks._core.max_err`), and before every check we verify that the
+comparison, :func:`cfgflow.checks._core.max_err`), and before every check we verify that the
 torch and builtin functions the comparison uses are still the objects captured at import *and*
 still C functions (a patch made before this module was imported is caught by the type test).
 """

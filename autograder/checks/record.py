@@ -1,0 +1,79 @@
+"""``python -m autograder.checks.record [--check]``: record the data of the visible checks.
+
+Runs the reference (``cfgflow_ref``) and the hidden checks' formulas on fixed inputs with fixed
+weights and writes ``cfgflow/checks/data/<part>.json`` (committed: the student runtime ships
+them). ``--check`` writes nothing and exits 1 when a file differs from what it would write.
+Re-record after changing a visible part's sizes (its ``CONFIG``), its recorded variants or the
+reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Dict
+
+import torch
+
+from cfgflow.checks import _data
+
+from . import attention, cfg_loss, dit, fourier, mlp_field
+
+RECORDERS = {
+    "cfg_loss": cfg_loss.record,
+    "mlp_field": mlp_field.record,
+    "fourier_encoder": fourier.record,
+    "mha": attention.record,
+    "mnist_dit": dit.record,
+}
+
+
+def texts() -> Dict[str, str]:
+    """``part -> file text`` of every recorded part."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one summation order: the same numbers on every run
+    try:
+        found = {}
+        for part, record in RECORDERS.items():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                config, values, tensors = record()
+            found[part] = _data.dumps(config, values, tensors)
+        return found
+    finally:
+        torch.set_num_threads(threads)
+
+
+def stale() -> Dict[str, str]:
+    """``part -> why`` for every data file that differs from a fresh recording."""
+    bad = {}
+    for part, text in texts().items():
+        path = _data.path_of(part)
+        if not path.exists():
+            bad[part] = f"{path} is missing"
+        elif path.read_text(encoding="utf-8") != text:
+            bad[part] = f"{path} differs from a fresh recording"
+    return bad
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only compare with the committed files")
+    args = ap.parse_args(argv)
+    if args.check:
+        bad = stale()
+        for why in bad.values():
+            print(why, file=sys.stderr)
+        print("recorded check data up to date" if not bad else
+              "re-record with: python -m autograder.checks.record")
+        return 1 if bad else 0
+    _data.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    for part, text in texts().items():
+        path = _data.path_of(part)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path} ({len(text.encode())} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""mha: ``MHA(dim, heads)``, ``(b, n, d) -> (b, n, d)``.
+
+The student's projections are discovered (one fused ``Linear(dim, 3 dim)``, separate q/k/v/out
+``Linear(dim, dim)``, q plus a fused ``Linear(dim, 2 dim)``, or an ``nn.MultiheadAttention``).
+For every layout that is a relabelling of the same function class (any order of q/k/v blocks in
+the fused output, heads split ``(h hd)`` or ``(hd h)`` consistently, merged either way) the
+recorded canonical weights are written into the student's projections in that layout, the
+student's own forward runs on the recorded input and its output is compared with the
+reference's recorded output; the recorded outputs of known-wrong variants (scale, softmax axis,
+one head, no output projection) name the mistake.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from . import _data
+from ._core import Fail, Part, SubCheck, close, expect_shape
+
+CONFIG = {"seed": 4, "dim": 8, "heads": 2, "n": 5, "b": 2}
+
+
+def _build(ctx):
+    return ctx.new(ctx["dim"], ctx["heads"])
+
+
+SPLITS = ["(three h hd)", "(h three hd)", "(h hd three)", "(three hd h)"]
+HEADS = ["(h hd)", "(hd h)"]
+
+
+NO_OUT = "missing output projection: apply the output Linear(dim, dim) to the merged heads"
+
+
+def candidates(model, dim):
+    """Yield ``(write, outs)``: ``write(h, wq, wk, wv)`` puts canonical q/k/v weights (each
+    ``(dim, dim)``, rows ``(h hd)``) into the student's projections in one layout (``ValueError``
+    when ``h`` does not divide them); ``outs`` the possible output projections (None: none)."""
+    lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    sq = [m for m in lins if m.in_features == dim and m.out_features == dim]
+    fused = [(m.weight, m.bias) for m in lins if m.in_features == dim and m.out_features == 3 * dim]
+    for m in model.modules():
+        if isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
+            fused.append((m.in_proj_weight, m.in_proj_bias))
+            sq.append(m.out_proj)
+
+    def put(weight, bias, value):
+        weight.copy_(value)
+        if bias is not None:
+            bias.zero_()
+
+    def heads_of(w, h):  # (dim, dim) rows (h hd) -> (h, hd, dim)
+        return rearrange(w, "(h hd) i -> h hd i", h=h)
+
+    for w, b in fused:
+        for order in itertools.permutations(range(3)):
+            for split in SPLITS:
+                def write(h, *qkv, split=split, order=order, w=w, b=b):
+                    blocks = [None] * 3
+                    for j, i in enumerate(order):
+                        blocks[i] = heads_of(qkv[j], h)
+                    put(w, b, rearrange(torch.stack(blocks), f"three h hd i -> {split} i"))
+                yield write, list(sq) + [None]
+    for kv in (m for m in lins if m.in_features == dim and m.out_features == 2 * dim):
+        for q_lin in sq:
+            for order in ((0, 1), (1, 0)):
+                for split in ("(two h hd)", "(h two hd)", "(h hd two)"):
+                    def write(h, wq, wk, wv, kv=kv, q_lin=q_lin, order=order, split=split):
+                        put(q_lin.weight, q_lin.bias, wq)
+                        blocks = [None] * 2
+                        blocks[order[0]], blocks[order[1]] = heads_of(wk, h), heads_of(wv, h)
+                        put(kv.weight, kv.bias, rearrange(torch.stack(blocks), f"two h hd i -> {split} i"))
+                    yield write, [m for m in sq if m is not q_lin] + [None]
+    if len(sq) >= 3:
+        for perm in itertools.permutations(sq, 3):
+            rest = [m for m in sq if all(m is not p for p in perm)]
+            for split in HEADS:
+                def write(h, *qkv, perm=perm, split=split):
+                    for m, w in zip(perm, qkv):
+                        put(m.weight, m.bias, rearrange(heads_of(w, h), f"h hd i -> {split} i"))
+                yield write, rest + [None]
+
+
+# (name of the recorded output, message): the correct formula first, then the known mistakes
+VARIANTS = [
+    ("ok", None),
+    ("dimscale", "attention scale uses dim**-0.5: scale scores by head_dim**-0.5 = 1/sqrt(dim // heads)"),
+    ("noscale", "scores not scaled: multiply q k^T by head_dim**-0.5"),
+    ("sqrtscale", "scores multiplied by sqrt(head_dim): divide by it instead"),
+    ("axis", "softmax over the wrong axis: normalise over the keys (dim=-1), so each query's weights sum "
+     "to 1"),
+]
+ONE_HEAD = "heads ignored: split q, k, v into `heads` heads of size dim // heads"
+NO_PROJECTIONS = ("no projections found: use a fused nn.Linear(dim, 3 * dim) or separate "
+                  "nn.Linear(dim, dim) for q, k, v, plus an output nn.Linear(dim, dim)")
+FINAL = ("values differ from multi-head attention computed with your projections "
+         "(softmax(q k^T / sqrt(head_dim)) v per head, heads merged, output projection)")
+
+
+def recorded_name(h: int, variant: str, merge: str, projected: bool) -> str:
+    """Key of a recorded output: ``h`` heads, the formula variant, merged ``merge`` (only matters
+    without an output projection)."""
+    return f"out_h{h}_{variant}" if projected else f"noout_h{h}_{variant}_{HEADS.index(merge)}"
+
+
+@torch.no_grad()
+def _values(ctx):
+    model, dim, heads, n, b = _build(ctx), ctx["dim"], ctx["heads"], ctx["n"], ctx["b"]
+    data = _data.load("mha", ctx.cfg)
+    x = _data.tensor(data, "x")
+    expect_shape(model(x), (b, n, dim))
+    cands = list(candidates(model, dim))
+    if not cands:
+        raise Fail(NO_PROJECTIONS)
+    wq, wk, wv, wo = (_data.tensor(data, k) for k in ("wq", "wk", "wv", "wo"))
+    runs = {}  # (layout, heads, merge, output projection) -> the student's output
+
+    def student_output(ci, write, h_used, merge, pi, p):
+        if (ci, h_used, merge, pi) not in runs:
+            write(h_used, wq, wk, wv)
+            if p is not None:  # canonical output weights, columns merged `merge`
+                p.weight.copy_(rearrange(wo, f"o (h hd) -> o {merge}", h=h_used))
+                if p.bias is not None:
+                    p.bias.zero_()
+            runs[ci, h_used, merge, pi] = model(x)
+        return runs[ci, h_used, merge, pi]
+
+    diagnosis = None
+    # first pass: the correct formula under every layout; second: the known mistakes
+    for wanted in ("ok", "wrong"):
+        for h_used, hmsg in ((heads, None), (1, ONE_HEAD)):
+            if wanted == "ok" and hmsg:
+                continue
+            for ci, (write, outs) in enumerate(cands):
+                try:
+                    write(h_used, wq, wk, wv)
+                except (RuntimeError, ValueError):
+                    continue
+                for key, msg in VARIANTS:
+                    if wanted == "ok" and key != "ok":
+                        continue  # first pass: the correct formula only
+                    if wanted == "wrong" and key == "ok" and not hmsg:
+                        continue  # second pass: the mistakes (any formula with one head)
+                    for merge in HEADS:
+                        for pi, p in enumerate(outs):
+                            want = _data.tensor(data, recorded_name(h_used, key, merge, p is not None),
+                                                torch.float64)
+                            if close(student_output(ci, write, h_used, merge, pi, p), want, 1e-4):
+                                if wanted == "ok" and p is not None:
+                                    return
+                                diagnosis = diagnosis or hmsg or msg or NO_OUT
+        if diagnosis:
+            raise Fail(diagnosis)
+    raise Fail(FINAL)
+
+
+def _shape(ctx):
+    model = _build(ctx)
+    b, n, dim = ctx["b"], ctx["n"], ctx["dim"]
+    expect_shape(model(torch.randn(b, n, dim)), (b, n, dim))
+
+
+@torch.no_grad()
+def _equivariant(ctx):
+    model = _build(ctx)
+    dim, n = ctx["dim"], ctx["n"]
+    x = torch.randn(2, n, dim)
+    perm = torch.roll(torch.arange(n), 1)
+    if not close(model(x[:, perm]), model(x)[:, perm], 1e-4):
+        raise Fail("permuting the tokens does not permute the output: heads split/merged in a scrambled "
+                   "order "
+                   "(view(b, h, n, hd) without transpose mixes tokens; use view(b, n, h, hd).transpose(1, 2) "
+                   "or rearrange)")
+
+
+@torch.no_grad()
+def _batch(ctx):
+    model = _build(ctx)
+    dim, n = ctx["dim"], ctx["n"]
+    x = torch.randn(3, n, dim)
+    if not close(model(x)[1:2], model(x[1:2]), 1e-5):
+        raise Fail("sample 1 of a batch differs from the same sample alone: attention mixes the batch "
+                   "(check the head split/merge reshapes)")
+
+
+PART = Part(
+    "mha",
+    [
+        SubCheck("shape", "output shape (b, n, d)", 1, _shape),
+        SubCheck("values", "multi-head attention recomputed with your projections", 2, _values),
+        SubCheck("equivariant", "permuting tokens permutes the output (heads split per token)", 0.5,
+                 _equivariant),
+        SubCheck("batch", "works at batch size 1 and treats samples independently", 0.5, _batch),
+    ],
+    CONFIG,
+    {"shape '[": "view/reshape sizes must multiply to the tensor size",
+     "size of tensor": "check the shapes of q, k, v: (b, h, n, head_dim)"},
+)
