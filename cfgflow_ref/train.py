@@ -45,10 +45,13 @@ class TrainConfig:
     time_beta: float = 1.0  # 1: t ~ U[0, 1); k > 1: t ~ Beta(1, k), more training on the noisy end
     ema_decay: Optional[float] = 0.9995  # None: sample from the raw weights
     compile: bool = False
+    # mixed precision of training (cfgflow_ref.precision): "auto" = bf16 on GPUs of compute
+    # capability >= 8.0, fp16 + gradient scaler on older GPUs (T4), fp32 on a CPU
+    precision: str = "auto"
     # sampling: the CFG ODE from t = 0 to 1
     solver: str = "heun"
     sample_steps: int = 15
-    sample_amp: bool = False  # sample under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs)
+    sample_amp: bool = False  # sample under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs >= 8.0)
     grid_scales: Tuple[float, ...] = (1.0, 3.0, 5.0)
     grid_per_class: int = 8
     # evaluation: guidance_sweep at these scales, n_per_class digits of each class
@@ -120,7 +123,7 @@ def train_kwargs(cfg: TrainConfig) -> dict:
     model, output folder, progress bar, checkpoints and resume)."""
     return dict(num_steps=cfg.num_steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                 lr_schedule=cfg.lr_schedule, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay,
-                compile=cfg.compile, batch_size=cfg.batch_size)
+                compile=cfg.compile, precision=cfg.precision, batch_size=cfg.batch_size)
 
 
 def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional[str] = None,
@@ -136,6 +139,7 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     from .metrics import RealReference, guidance_sweep
     from .models import count_parameters
     from .plotting import save_sample_grids
+    from .precision import choose_precision
 
     t_start, cpu_start = time.time(), time.process_time()
     device = torch.device(device) if device is not None else default_device()
@@ -154,8 +158,11 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     train_s, train_cpu_s = time.time() - t0, time.process_time() - cpu0
     steps_done = max(cfg.num_steps - start_step, 0)
     net = trainer.sampling_model.eval()
-    sample_amp = cfg.sample_amp and device.type in ("cpu", "cuda")
+    # bf16 sampling where bf16 is fast: CPUs (AMX) and GPUs with bf16 tensor cores, not a T4
+    sample_amp = cfg.sample_amp and (device.type == "cpu" or (
+        device.type == "cuda" and choose_precision(device).name == "bf16"))
     result = dict(config=cfg.to_dict(), device=str(device), torch=torch.__version__,
+                  precision=trainer.precision.name,
                   threads=torch.get_num_threads(), load_avg=list(os.getloadavg()),
                   params=count_parameters(model), train_seconds=round(train_s, 1),
                   train_cpu_seconds=round(train_cpu_s, 1),

@@ -50,7 +50,8 @@ def test_config_reaches_trainer_and_train_kwargs():
     kw = train.train_kwargs(QUICK)
     assert kw == dict(num_steps=QUICK.num_steps, lr=QUICK.lr, warmup_steps=QUICK.warmup_steps,
                       lr_schedule="cosine", weight_decay=QUICK.weight_decay,
-                      ema_decay=QUICK.ema_decay, compile=QUICK.compile, batch_size=QUICK.batch_size)
+                      ema_decay=QUICK.ema_decay, compile=QUICK.compile, precision="auto",
+                      batch_size=QUICK.batch_size)
 
 
 def test_parse_overrides():
