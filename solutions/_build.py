@@ -1013,7 +1013,8 @@ def notebook_02_dit():
               f"mean loss of the last 50: {sum(losses[-50:]) / len(losses[-50:]):.4f}")
         grids = sorted(f for f in os.listdir(output_dir) if f.endswith(".png"))
         print("saved the weights in", os.path.abspath(os.path.join(output_dir, "last.pt")),
-              f"and {len(grids)} sample grids next to them" if grids else "(no sample grids)")
+              f"and {len(grids)} sample grids next to them" if grids
+              else "(no sample grids are saved on a CPU; the next cell draws some)")
         fig = plot_losses(losses, smooth=min(50, max(2, len(losses) // 5)))
         plt.show()
     """, "training_run"))
