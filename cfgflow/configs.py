@@ -41,10 +41,13 @@ class TrainConfig:
     time_beta: float = 1.0  # 1: t ~ U[0, 1); k > 1: t ~ Beta(1, k), more training on the noisy end
     ema_decay: Optional[float] = 0.9995  # None: sample from the raw weights
     compile: bool = False
+    # mixed precision of training (cfgflow.precision): "auto" = bf16 on GPUs of compute
+    # capability >= 8.0, fp16 + gradient scaler on older GPUs (T4), fp32 on a CPU
+    precision: str = "auto"
     # sampling: the CFG ODE from t = 0 to 1
     solver: str = "heun"
     sample_steps: int = 15
-    sample_amp: bool = False  # sample under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs)
+    sample_amp: bool = False  # sample under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs >= 8.0)
     grid_scales: Tuple[float, ...] = (1.0, 3.0, 5.0)
     grid_per_class: int = 8
     # evaluation: guidance_sweep at these scales, n_per_class digits of each class
@@ -108,4 +111,4 @@ def train_kwargs(cfg: TrainConfig) -> dict:
     model, output folder, progress bar, checkpoints and resume)."""
     return dict(num_steps=cfg.num_steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                 lr_schedule=cfg.lr_schedule, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay,
-                compile=cfg.compile, batch_size=cfg.batch_size)
+                compile=cfg.compile, precision=cfg.precision, batch_size=cfg.batch_size)

@@ -70,6 +70,64 @@ def plot_gmm_panels(gmm, model, guidance_scale: float = 1.0, n_per_mode: int = 2
     return fig
 
 
+def _square_limits(points: torch.Tensor, margin: float):
+    """``(lo, hi)`` of a square around ``points: (n, 2)``, ``margin`` wider on each side."""
+    lo, hi = points.min(0).values, points.max(0).values  # (2,), (2,)
+    centre, half = (lo + hi) / 2, (hi - lo).max().item() / 2 + margin
+    return [(centre[i].item() - half, centre[i].item() + half) for i in range(2)]
+
+
+def _outside(points: torch.Tensor, limits) -> int:
+    (x0, x1), (y0, y1) = limits
+    inside = (points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (points[:, 1] <= y1)
+    return int((~inside).sum())
+
+
+@torch.no_grad()
+def plot_gmm_guidance(gmm, model, guidance_scales: Sequence[float] = (1.0, 4.0), n_per_mode: int = 250,
+                      num_steps: int = 100, null_label: Optional[int] = None, margin: float = 1.0):
+    """The GMM sanity check for several guidance scales in ONE figure whose panels share
+    their axes: target samples, CFG samples per mode for each w, unguided samples.
+
+    The axes are fixed by the target samples (a square around them, ``margin`` wider on each
+    side), not by the generated ones, so panels for different w line up; a panel whose samples
+    fall outside says how many in its title.
+    """
+    k = gmm.num_components
+    null_label = k if null_label is None else null_label
+    device = model_device(model)
+    palette = sns.color_palette("deep", k)
+    n = 2 + len(guidance_scales)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), sharex=True, sharey=True)
+    x, labels = gmm.sample(n_per_mode * k)
+    x, labels = x.cpu(), labels.cpu()
+    limits = _square_limits(x, margin)
+    panels = [("Target samples", x, labels, "mode")]
+    y = torch.arange(k, device=device).repeat_interleave(n_per_mode)
+    for w in guidance_scales:
+        xs = sample_cfg(model, y, w, num_steps, shape=(2,), null_label=null_label, solver="euler").cpu()
+        panels.append((f"Conditional samples, w = {w:g}", xs, y.cpu(), "y ="))
+    y_null = torch.full((n_per_mode * k,), null_label, device=device)
+    xs = sample_cfg(model, y_null, 1.0, num_steps, shape=(2,), null_label=null_label, solver="euler").cpu()
+    panels.append(("Unguided samples (null label)", xs, None, "y = null"))
+    for ax, (title, pts, lab, name) in zip(axes, panels):
+        if lab is None:
+            ax.scatter(pts[:, 0], pts[:, 1], s=4, color="gray", label=name)
+        else:
+            for c in range(k):
+                sel = pts[lab == c]
+                ax.scatter(sel[:, 0], sel[:, 1], s=4, color=palette[c], label=f"{name} {c}")
+        out = _outside(pts, limits)
+        ax.set_title(title + (f"\n({out} of {len(pts)} samples outside the axes)" if out else ""))
+        ax.legend(loc="upper right", markerscale=3, fontsize=8)
+    axes[0].set_xlim(*limits[0])
+    axes[0].set_ylim(*limits[1])
+    for ax in axes:
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    return fig
+
+
 @torch.no_grad()
 def generate_class_grid(model, guidance_scale: float, samples_per_class: int = 8,
                         num_steps: int = 30, null_label: int = 10, num_classes: int = 10,

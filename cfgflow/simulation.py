@@ -13,7 +13,8 @@ from abc import ABC, abstractmethod
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
+
+from .progress import progress_bar
 
 
 class ODE(ABC):
@@ -51,7 +52,7 @@ class Simulator(ABC):
         nt = ts.shape[1]
         if nt < 2:
             raise ValueError(f"ts needs at least 2 time points, got {nt}")
-        for i in tqdm(range(nt - 1), disable=not use_tqdm, leave=False):
+        for i in progress_bar(range(nt - 1), disable=not use_tqdm, leave=False):
             t = ts[:, i]
             h = (ts[:, i + 1] - t).reshape(-1, *([1] * (x.dim() - 1)))  # (b, 1, ..., 1)
             yield t, h

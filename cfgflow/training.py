@@ -3,8 +3,9 @@ of the weights, checkpoints) and :class:`SampleGridCheckpoints`, which makes any
 write sample grids at its checkpoints. The CFG loss itself is the student's (Notebook 1).
 
 Speed features switch on where they help and keep the same semantics everywhere:
-bf16 autocast, TF32 and fused AdamW on CUDA; optional ``torch.compile``; an EMA of the
-weights for sampling; checkpoint and resume.
+mixed precision chosen per GPU (:mod:`cfgflow.precision`: bf16 autocast, or fp16 with a
+gradient scaler on GPUs without bf16 tensor cores), TF32 and fused AdamW on CUDA; optional
+``torch.compile``; an EMA of the weights for sampling; checkpoint and resume.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import copy
 import math
 import os
 from abc import ABC, abstractmethod
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+
+from .precision import Precision, choose_precision
+from .progress import progress_bar
 
 MiB = 1024**2
 
@@ -94,6 +97,8 @@ class Trainer(ABC):
         self.output_dir: Optional[str] = None
         self.step = 0
         self.losses: List[float] = []
+        self.precision: Optional[Precision] = None
+        self.scaler: Optional[torch.amp.GradScaler] = None
 
     @abstractmethod
     def get_train_loss(self, **kwargs) -> torch.Tensor:
@@ -111,8 +116,10 @@ class Trainer(ABC):
 
     # -- checkpoints -----------------------------------------------------------------
     def state_dict(self) -> dict:
+        fp16_scaler = self.scaler is not None and self.scaler.is_enabled()
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
                 "ema": self.ema.state_dict() if self.ema else None,
+                "scaler": self.scaler.state_dict() if fp16_scaler else None,
                 "step": self.step, "losses": list(self.losses)}
 
     def save(self, path: str):
@@ -130,6 +137,8 @@ class Trainer(ABC):
         self.opt.load_state_dict(state["opt"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])  # the fp16 loss scale it had reached
         self.step, self.losses = state["step"], list(state["losses"])
 
     def _flush_losses(self, pending: List[torch.Tensor], last_step: int):
@@ -153,7 +162,7 @@ class Trainer(ABC):
         *,
         weight_decay: float = 1e-4,
         ema_decay: Optional[float] = None,
-        amp: Optional[bool] = None,
+        precision: Union[str, Precision] = "auto",
         compile: bool = False,
         resume_from: Optional[str] = None,
         progress: bool = True,
@@ -164,8 +173,10 @@ class Trainer(ABC):
 
         lr rises linearly from lr/warmup_steps to lr over the first ``warmup_steps`` steps,
         then stays constant (``lr_schedule="constant"``) or decays along half a cosine to 0
-        at ``num_steps`` (``"cosine"``). ``kwargs`` go to :meth:`get_train_loss`. ``amp`` (default: on
-        for CUDA) runs the forward pass under bf16 autocast. With ``resume_from`` the
+        at ``num_steps`` (``"cosine"``). ``kwargs`` go to :meth:`get_train_loss`. ``precision``
+        (``"auto"``, ``"bf16"``, ``"fp16"``, ``"fp32"``; see
+        :func:`~cfgflow.precision.choose_precision`) sets the autocast of the forward pass
+        and, for fp16, a gradient scaler (``self.scaler``). With ``resume_from`` the
         model, optimiser, EMA, step and loss history continue from a saved checkpoint.
 
         Returns ``(losses, steps)``: the loss of every step taken so far and its index.
@@ -176,7 +187,8 @@ class Trainer(ABC):
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
         self.model = model
         device = model_device(model)
-        amp = (device.type == "cuda") if amp is None else amp
+        self.precision = choose_precision(device, precision)
+        self.scaler = self.precision.make_scaler(device.type)
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -191,8 +203,8 @@ class Trainer(ABC):
         loss_fn = torch.compile(self.get_train_loss) if compile else self.get_train_loss
 
         model.train()
-        bar = tqdm(range(self.step, num_steps), disable=not progress, initial=self.step,
-                   total=num_steps)
+        bar = progress_bar(range(self.step, num_steps), disable=not progress, initial=self.step,
+                           total=num_steps)
         # On CUDA, reading each loss back (.item()) stalls the launch queue every step, so
         # losses are collected on the device and read (and checked) every `sync_every` steps.
         sync_every = 25 if device.type == "cuda" else 1
@@ -202,12 +214,11 @@ class Trainer(ABC):
             for group in self.opt.param_groups:
                 group["lr"] = cur_lr
             self.opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with self.precision.autocast(device.type):
                 loss = loss_fn(**kwargs)
             if sync_every == 1 and not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-            loss.backward()
-            self.opt.step()
+            self.backward_and_step(loss)
             if self.ema is not None:
                 self.ema.update(model)
             self.step = step + 1
@@ -217,13 +228,26 @@ class Trainer(ABC):
             if len(pending) >= sync_every or self.step == num_steps or ckpt_due or show:
                 self._flush_losses(pending, step)
             if show:
-                bar.set_postfix(lr=f"{cur_lr:.1e}", loss=f"{self.losses[-1]:.4f}")
+                # refresh=False: the bar redraws at its own bounded rate (cfgflow.progress)
+                bar.set_postfix(lr=f"{cur_lr:.1e}", loss=f"{self.losses[-1]:.4f}", refresh=False)
             if ckpt_every and (self.step % ckpt_every == 0 or self.step == num_steps):
                 model.eval()
                 self.checkpoint(self.step)
                 model.train()
+        bar.close()
         model.eval()
         return list(self.losses), list(range(len(self.losses)))
+
+    def backward_and_step(self, loss: torch.Tensor):
+        """Backward pass and optimiser step through ``self.scaler``. For fp16 the scaler
+        multiplies the loss by its scale (small gradients do not underflow), unscales the
+        gradients inside ``step`` and skips the step if any is inf/NaN, then ``update``
+        adapts the scale; for bf16 and fp32 the scaler is disabled and this is
+        ``loss.backward(); opt.step()``. (No gradient clipping here: clipping would need
+        ``self.scaler.unscale_(self.opt)`` before it.)"""
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
 
 
 class SampleGridCheckpoints:

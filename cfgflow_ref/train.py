@@ -71,6 +71,7 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     from cfgflow.metrics import RealReference, guidance_sweep
     from cfgflow.models import count_parameters
     from cfgflow.plotting import save_sample_grids
+    from cfgflow.precision import choose_precision
 
     t_start, cpu_start = time.time(), time.process_time()
     device = torch.device(device) if device is not None else default_device()
@@ -89,8 +90,11 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     train_s, train_cpu_s = time.time() - t0, time.process_time() - cpu0
     steps_done = max(cfg.num_steps - start_step, 0)
     net = trainer.sampling_model.eval()
-    sample_amp = cfg.sample_amp and device.type in ("cpu", "cuda")
+    # bf16 sampling where bf16 is fast: CPUs (AMX) and GPUs with bf16 tensor cores, not a T4
+    sample_amp = cfg.sample_amp and (device.type == "cpu" or (
+        device.type == "cuda" and choose_precision(device).name == "bf16"))
     result = dict(config=cfg.to_dict(), device=str(device), torch=torch.__version__,
+                  precision=trainer.precision.name,
                   threads=torch.get_num_threads(), load_avg=list(os.getloadavg()),
                   params=count_parameters(model), train_seconds=round(train_s, 1),
                   train_cpu_seconds=round(train_cpu_s, 1),

@@ -21,7 +21,12 @@ import nbformat
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from autograder.colab import badge_markdown, setup_cell_source  # noqa: E402
+from autograder.colab import (  # noqa: E402
+    NOTEBOOK_METADATA,
+    badge_markdown,
+    runtime_markdown,
+    setup_cell_source,
+)
 
 # --------------------------------------------------------------------------------------
 # cell helpers (nbgrader metadata schema v3)
@@ -101,9 +106,18 @@ def points_table(parts) -> str:
     return "\n".join(rows)
 
 
+RUNTIME_NOTES = {
+    "01_cfg": "Every cell of this notebook also runs on a CPU, more slowly; Notebook 2 trains "
+              "the lab's transformer recipe only on a GPU.",
+    "02_dit": "On a CPU the training cells at the end fall back to a small configuration "
+              "(`QUICK`: minutes, rougher digits); on a GPU they train the lab's recipe.",
+}
+
+
 def header(assignment: str):
     return [
-        md(badge_markdown(assignment), "colab_badge"),
+        md(badge_markdown(assignment) + "\n\n" + runtime_markdown(RUNTIME_NOTES[assignment]),
+           "colab_badge"),
         given(setup_cell_source(), "colab_setup"),
     ]
 
@@ -201,7 +215,7 @@ def notebook_01_cfg():
         * **`MLP(dims)`**: linear layers of widths `dims` with SiLU in between.
         * **Sampling** (`cfgflow.simulation`): `CFGVectorFieldODE(net, null_label, w)` is the
           guided field derived in Part 2, integrated from noise at t = 0 to t = 1 by the Euler or
-          Heun method; `plot_gmm_panels` and the MNIST plots use it for you.
+          Heun method; `plot_gmm_guidance` and the MNIST plots use it for you.
     """, "given_code"))
     cells.append(md("""
         ## 1. MNIST under the Gaussian conditional probability path
@@ -423,11 +437,11 @@ def notebook_01_cfg():
 
         We train your `MLPConditionalVectorField` with your `CFGTrainer` on a mixture of three
         Gaussians on a circle (label = mode index, null label = 3, $\\eta = 0.25$). The figure
-        then shows three panels:
+        then shows, on shared axes (fixed by the target samples, so the panels line up):
 
         * **left**: samples of the target mixture, coloured by mode;
-        * **middle**: guided samples for each label $y \\in \\{0, 1, 2\\}$ at guidance scale $w$:
-          each colour should sit on its own mode;
+        * **middle**, one panel per guidance scale $w$: guided samples for each label
+          $y \\in \\{0, 1, 2\\}$: each colour should sit on its own mode;
         * **right**: samples with the null label only, i.e. the learned unconditional field:
           they should cover all three modes.
 
@@ -452,10 +466,11 @@ def notebook_01_cfg():
         plt.show()
     """, "gmm_train"))
     cells.append(free("""
+        from cfgflow.plotting import plot_gmm_guidance
+
         GUIDANCE_SCALES = [1.0, 4.0]  # try changing me!
-        for w in GUIDANCE_SCALES:
-            fig = plot_gmm_panels(gmm, gmm_field, guidance_scale=w, null_label=3)
-            plt.show()
+        fig = plot_gmm_guidance(gmm, gmm_field, guidance_scales=GUIDANCE_SCALES, null_label=3)
+        plt.show()
     """))
     cells.append(md("""
         ### What to take away
@@ -926,7 +941,7 @@ def notebook_02_dit():
         * **`LAB`** (used on a GPU): the lab's recipe, patch 4, 8 layers, width 256, 8 heads
           (about 10 M parameters), 20,000 steps at batch 256, AdamW with learning rate 4e-4 and
           500 warm-up steps, $\\eta = 0.35$; samples come from an exponential moving average
-          of the weights. Minutes on a modern GPU (bf16 autocast is switched on automatically).
+          of the weights. Minutes on a modern GPU.
         * **`QUICK`** (used on a CPU): a smaller model (patch 8, 3 layers, width 128) and 2,600
           steps at batch 64, about five minutes on two free CPU cores (much longer on a busy
           machine). Three departures from the lab's recipe make those minutes count: the
@@ -941,6 +956,13 @@ def notebook_02_dit():
 
         The training cells train whatever your classes compute: if the tests above still fail,
         fix your model first.
+
+        `PRECISION` in the cell after your trainer sets the mixed precision of training. `"auto"` picks it
+        from the device: bf16 autocast on GPUs of compute capability 8.0 and up (A100, L4,
+        H100); fp16 autocast with a gradient scaler on older GPUs such as Colab's T4, which
+        has fp16 but no bf16 tensor cores (the scaler multiplies the loss before the backward
+        pass so that small fp16 gradients do not round to zero, and divides them back before
+        the optimiser step); plain fp32 on a CPU. `"bf16"`, `"fp16"` or `"fp32"` force one.
     """, "training_text"))
     cells.append(solution('''
         class CFGTrainer(Trainer):
@@ -985,6 +1007,11 @@ def notebook_02_dit():
                 return F.mse_loss(self.model(x, t, y), self.path.conditional_vector_field(x, z, t))
                 ### END SOLUTION
     ''', "cfg_trainer"))
+    cells.append(free("""
+        # ---- the switch -----------------------------------------------------------------------
+        PRECISION = "auto"  # "auto" (bf16 on A100/L4/H100, fp16 + scaler on a T4, fp32 on a CPU)
+        # --------------------------------------------------------------------------------------
+    """))
     cells.append(given("""
         from cfgflow import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
         from cfgflow import configs
@@ -997,6 +1024,7 @@ def notebook_02_dit():
             config = configs.LAB
         else:
             config = configs.QUICK
+        config = config.replace(precision=PRECISION)  # the knob of the cell above
         print("configuration:", config)
 
         mnist = notebook_mnist(device)  # MNISTSampler; prints a note if it falls back offline
@@ -1009,8 +1037,9 @@ def notebook_02_dit():
         print(f"training YOUR model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     """, "training_setup"))
     cells.append(given("""
-        # Checkpoints and sample grids go to a folder under the current directory (a temporary
-        # folder while the notebook is graded).
+        # The weights (last.pt) go to a folder under the current directory (a temporary folder
+        # while the notebook is graded); on a GPU the trainer also writes a sample grid per
+        # guidance scale there after every tenth of the run.
         if QUICK_RUN:
             output_dir = tempfile.mkdtemp(prefix="cfgflow_02_dit_")
         else:
@@ -1022,8 +1051,12 @@ def notebook_02_dit():
             **configs.train_kwargs(config),  # steps, lr and schedule, batch size, EMA, ...
         )
         trainer.save(os.path.join(output_dir, "last.pt"))
-        print(f"{len(losses)} steps; mean loss of the last 50: {sum(losses[-50:]) / len(losses[-50:]):.4f}")
-        print("checkpoints and sample grids in", os.path.abspath(output_dir))
+        print(f"{len(losses)} steps in {trainer.precision}; "
+              f"mean loss of the last 50: {sum(losses[-50:]) / len(losses[-50:]):.4f}")
+        grids = sorted(f for f in os.listdir(output_dir) if f.endswith(".png"))
+        print("saved the weights in", os.path.abspath(os.path.join(output_dir, "last.pt")),
+              f"and {len(grids)} sample grids next to them" if grids
+              else "(no sample grids are saved on a CPU; the next cell draws some)")
         fig = plot_losses(losses, smooth=min(50, max(2, len(losses) // 5)))
         plt.show()
     """, "training_run"))
@@ -1047,9 +1080,13 @@ def notebook_02_dit():
         pretrained classifier (LeNet) and reports, per guidance scale, how often the
         generated digit is the requested one (accuracy) and the Fréchet distance between
         classifier features of generated and real test digits, as a multiple of the distance
-        between two sets of real digits of the same size (1 = as good as real data). Expect
-        the accuracy to rise with $w$ while the distance first falls and then rises again as
-        diversity is lost.
+        between two sets of real digits of the same size (1 = as good as real data).
+
+        The run evaluates the guidance scales in `config.eval_scales`: $w$ = 1 and 3 on a CPU,
+        1, 3 and 5 on a GPU. Expect the accuracy to rise with $w$. The distance falls from
+        $w = 1$ to $w = 3$ when guidance mostly repairs unclear digits (as it does for the
+        CPU model); with larger $w$ the samples lose diversity and the distance can rise again,
+        which the GPU run's $w = 5$ may show. On a CPU you see the first part only.
     """, "evaluate_text"))
     cells.append(given("""
         from cfgflow import metrics
@@ -1081,6 +1118,7 @@ def build(assignment: str) -> nbformat.NotebookNode:
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
+        **NOTEBOOK_METADATA,  # Colab opens the notebook on a GPU runtime
     }
     nb.cells = NOTEBOOKS[assignment]()
     for i, cell in enumerate(nb.cells):

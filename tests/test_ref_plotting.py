@@ -12,6 +12,7 @@ from cfgflow_ref.models import MLPConditionalVectorField, MNISTDiffusionTransfor
 from cfgflow_ref.paths import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
 from cfgflow_ref.plotting import (
     generate_class_grid,
+    plot_gmm_guidance,
     plot_gmm_panels,
     plot_guidance_grids,
     plot_losses,
@@ -57,6 +58,38 @@ def test_plot_gmm_panels_labels(tmp_path):
     # Every panel holds all its points (3 modes x 20 = 60).
     for ax in fig.axes:
         assert sum(len(c.get_offsets()) for c in ax.collections) == 60
+    fig.savefig(tmp_path / "gmm.png")
+    assert _is_png(tmp_path / "gmm.png")
+
+
+@pytest.mark.filterwarnings("error")
+def test_plot_gmm_guidance_shares_axes_fixed_by_the_target(tmp_path):
+    """Every panel (target, one per w, unguided) has the same limits, set by the target
+    samples: far-out guided samples neither stretch a panel nor go missing silently."""
+    torch.manual_seed(0)
+    gmm = GMM.symmetric_2d(nmodes=3, radius=2.0, std=0.2)
+
+    class FarOut(torch.nn.Module):  # a field that sends label 0 far away when guided
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, t, y):
+            return torch.where((y == 0)[:, None], torch.full_like(x, 10.0), torch.zeros_like(x))
+
+    fig = plot_gmm_guidance(gmm, FarOut(), guidance_scales=[1.0, 4.0], n_per_mode=20, num_steps=5)
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    limits = {(ax.get_xlim(), ax.get_ylim()) for ax in fig.axes}
+    assert len(limits) == 1, limits
+    (x0, x1), (y0, y1) = limits.pop()
+    assert x1 - x0 == pytest.approx(y1 - y0) and x1 - x0 < 9  # ~ the target's circle, not 40 wide
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "w = 1" in titles[1] and "w = 4" in titles[2]
+    assert "20 of 60 samples outside the axes" in titles[2]  # label 0 at x + 40 at w = 4
+    assert "outside" not in titles[0]
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert labels[0] == ["mode 0", "mode 1", "mode 2"] and labels[3] == ["y = null"]
+    assert labels[1] == labels[2] == ["y = 0", "y = 1", "y = 2"]
     fig.savefig(tmp_path / "gmm.png")
     assert _is_png(tmp_path / "gmm.png")
 

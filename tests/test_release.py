@@ -195,6 +195,18 @@ def test_release_starts_with_colab_badge_and_setup_cell(a):
     assert setup.cell_type == "code" and setup.source.strip() == colab.setup_cell_source().strip()
 
 
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_notebooks_ask_colab_for_a_gpu(a):
+    """Colab opens a notebook on a GPU runtime when its metadata asks for one; the source
+    carries it and nbgrader's generate_assignment keeps it in the release."""
+    for path in (source_path(a), release_path(a)):
+        meta = read(path).metadata
+        assert meta["accelerator"] == "GPU" and meta["colab"]["gpuType"] == "T4", path
+    first = read(release_path(a)).cells[0].source
+    assert "Runtime > Change runtime type" in first and "T4 GPU" in first
+    assert "torch.cuda.is_available()" in first
+
+
 def test_colab_setup_cell_installs_only_on_colab(monkeypatch):
     calls = []
     import subprocess
@@ -264,6 +276,7 @@ def test_release_in_sync_with_sources(tmp_path):
     assert sorted(out) == sorted(ASSIGNMENTS)
     for a in ASSIGNMENTS:
         fresh, committed = read(release_path(a, str(tmp_path))), read(release_path(a))
+        assert {k: fresh.metadata[k] for k in colab.NOTEBOOK_METADATA} == colab.NOTEBOOK_METADATA
         assert _comparable(fresh) == _comparable(committed), (
             f"notebooks/{a} is out of date: run python -m autograder.release")
         with open(release_path(a, str(tmp_path))) as f, open(release_path(a)) as g:

@@ -50,7 +50,8 @@ def test_config_reaches_trainer_and_train_kwargs():
     kw = train.train_kwargs(QUICK)
     assert kw == dict(num_steps=QUICK.num_steps, lr=QUICK.lr, warmup_steps=QUICK.warmup_steps,
                       lr_schedule="cosine", weight_decay=QUICK.weight_decay,
-                      ema_decay=QUICK.ema_decay, compile=QUICK.compile, batch_size=QUICK.batch_size)
+                      ema_decay=QUICK.ema_decay, compile=QUICK.compile, precision="auto",
+                      batch_size=QUICK.batch_size)
 
 
 def test_parse_overrides():
@@ -102,6 +103,9 @@ def _run_script(args, timeout=300):
 def test_bench_gpu_dry_run_counts_flops():
     out = _run_script(["benchmarks/bench_gpu.py", "--dry-run"])
     assert "GFLOP per training step" in out and "A100" in out and "H100" in out and "T4" in out
+    # the one table of the GPU run, here for a toy model on the CPU
+    assert "| device | precision | steps/s | time to the quality bar |" in out
+    assert "| fp32 |" in out and "not met in 4 steps" in out
 
 
 @pytest.mark.slow
