@@ -450,8 +450,9 @@ class View:
 
     ``ro`` / ``rw``: host paths bound read-only / writable at the same path. ``tmpfs``: fresh
     empty file systems of at most ``tmpfs_mb`` MiB each (the process's /tmp, the home folder, a
-    scratch folder); they are mounted first, so ``ro`` paths inside them (a Python under
-    ``~/.pyenv``) show through. Nothing else of the host exists inside. ``share_net=False``
+    scratch folder; /dev/shm always); they are mounted first, so ``ro`` paths inside them (a
+    Python under ``~/.pyenv``) show through. Nothing else of the host exists inside, and
+    everything else is read-only. ``share_net=False``
     gives the process a network namespace of its own with only a loopback interface.
     ``drop_caps``: no capabilities at all (the process cannot mount, unmount or nest a sandbox).
     """
@@ -489,7 +490,8 @@ class View:
         for e in ETC_ENTRIES:
             a += ["--ro-bind-try", f"/etc/{e}", f"/etc/{e}"]
         a += ["--proc", "/proc", "--dev", "/dev"]
-        for t in sorted(set(self.tmpfs), key=lambda p: p.count("/")):
+        # /dev/shm too: bwrap's own is an unbounded tmpfs (memory that no RSS count sees)
+        for t in sorted(set(self.tmpfs) | {"/dev/shm"}, key=lambda p: p.count("/")):
             a += ["--size", str(int(self.tmpfs_mb) * 2**20), "--tmpfs", t]
         for p in sorted(set(self.ro), key=lambda p: p.count("/")):
             a += ["--ro-bind", p, p]
@@ -499,4 +501,6 @@ class View:
             a += ["--unsetenv", var]
         if self.chdir:
             a += ["--chdir", self.chdir]
-        return a + ["--"]
+        # bwrap's root (and the folders it creates for mount points) is an unbounded tmpfs:
+        # read-only, so that only the size-limited tmpfs folders and ``rw`` take writes
+        return a + ["--remount-ro", "/", "--"]

@@ -414,9 +414,11 @@ def _network(nb, p, t: Targets, name: str):
 
 
 def _write_outside(nb, p, t: Targets, name: str):
-    targets = [t.outside, "~/cfgflow-escaped.txt", "../../../../escaped.txt"]
+    # ``wrote`` only says the write call succeeded (in a sandbox it may land in its own tmpfs);
+    # the test looks on the host
+    targets = [t.outside, "~/cfgflow-escaped.txt", "../../../../escaped.txt", "/escaped.txt"]
     code = "import os\n" + "".join(
-        f"try:\n    open(os.path.expanduser({f!r}), 'w').write('escaped')\n    print('LEAKED wrote', {f!r})\n"
+        f"try:\n    open(os.path.expanduser({f!r}), 'w').write('escaped')\n    print('wrote', {f!r})\n"
         f"except OSError as _e:\n    print('blocked:', {f!r}, type(_e).__name__)\n" for f in targets if f)
     _append(nb, p.solutions[0], _escape(code))
     return HostileCase("write_outside", "writes files outside its folder (beside the submissions, in "
@@ -447,7 +449,7 @@ def _disk_filler(nb, p, t: Targets, name: str):
     # bounded by itself (at most 1 GB per folder) so that even an unconfined run ends
     code = """
 import os
-for _d in ('.', '/tmp', os.path.expanduser('~')):
+for _d in ('.', '/tmp', os.path.expanduser('~'), '/dev/shm'):
     _path, _n = os.path.join(_d, 'cfgflow-filler.bin'), 0
     try:
         with open(_path, 'wb') as _f:
@@ -463,7 +465,7 @@ for _d in ('.', '/tmp', os.path.expanduser('~')):
             os.remove(_path)
 """
     _append(nb, p.solutions[0], _escape(code))
-    return HostileCase("disk_filler", "writes 1 GB into its folder, /tmp and the home folder", nb,
+    return HostileCase("disk_filler", "writes 1 GB into its folder, /tmp, the home folder and /dev/shm", nb,
                        expect={"status": ["ok"], "full": [0, 1]})
 
 
