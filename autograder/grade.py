@@ -73,10 +73,13 @@ NO_ISOLATION_WARNING = (
 
 # Signed check results: test cells that call the check library must show a line signed with the
 # submission's key for every point they score (autograder/_signing.py).
+# CHECKS_MODULE is the one place naming the module a signed kernel imports at start-up (it takes
+# the key); a move of the check library changes this line only. Signing is imported from
+# autograder._signing in _verify_signatures only.
 CHECKS_MODULE = "autograder.checks"
 GUARD_MODULE = "autograder._kernel_guard"  # imported by every grading kernel first
 GRADE_KEY_ENV = "CFGFLOW_GRADE_KEY"
-_CALLS_CHECK = re.compile(r"(?<![\w.])(?:autograder\.checks\.)?check\s*\(")
+_CALLS_CHECK = re.compile(r"(?<![\w.])(?:" + re.escape(CHECKS_MODULE + ".") + r")?check\s*\(")
 _CHECK_PART = re.compile(r"check\s*\(\s*[\"'](\w+)[\"']")
 TAMPER_NOTE = ("test cell {grade_id}: the check library did not run or was replaced (tampering?) "
                "-> 0 points")
