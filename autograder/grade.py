@@ -125,7 +125,7 @@ class GradeConfig:
         if self.isolation == "auto" and sandbox.bwrap_path():
             return ISOLATION_BWRAP
         if self.require_isolation:
-            raise RuntimeError("--require-isolation: bubblewrap (bwrap) is not installed"
+            raise RuntimeError(f"--require-isolation: {sandbox.bwrap_probe()[1]}"
                                if self.isolation == "auto" else
                                "--require-isolation contradicts isolation='none'")
         return ISOLATION_NONE
@@ -549,7 +549,10 @@ def _execution_notes(course: Path, assignment: str, student: str, cfg: GradeConf
 
 
 def _home() -> str:
-    return os.path.expanduser("~")
+    home = os.path.expanduser("~")
+    if home == "/":
+        raise RuntimeError("HOME is '/': set HOME to a folder of its own before grading")
+    return home
 
 
 def _imported_top_levels(source_nbs: list[Path]) -> set[str]:
@@ -715,7 +718,7 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
     isolation = cfg.isolation_mode()
     if isolation == ISOLATION_NONE:
         why = ("isolation is switched off (--no-isolation)" if cfg.isolation == ISOLATION_NONE
-               else "bubblewrap (bwrap) is not installed")
+               else sandbox.bwrap_probe()[1])
         print(NO_ISOLATION_WARNING.format(why=why), flush=True)
     binds = sandbox_binds(src_nbs) if isolation == ISOLATION_BWRAP else ()
     subs = find_submissions(Path(submissions_dir), cfg.assignment, [p.stem for p in src_nbs])

@@ -29,6 +29,7 @@ How the limits are enforced (measured on this project's machines, torch 2.x, Lin
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import shutil
@@ -414,8 +415,28 @@ ETC_ENTRIES = ("passwd", "group", "hosts", "nsswitch.conf", "host.conf", "ld.so.
 
 
 def bwrap_path() -> Optional[str]:
-    """The ``bwrap`` executable, or None where bubblewrap is not installed (macOS, bare images)."""
-    return shutil.which("bwrap")
+    """The ``bwrap`` executable, or None where bubblewrap is missing or cannot sandbox here."""
+    return bwrap_probe()[0]
+
+
+@functools.lru_cache(maxsize=None)
+def bwrap_probe() -> Tuple[Optional[str], str]:
+    """``(path, "")`` when ``bwrap`` can build the engine's two nested sandboxes on this machine,
+    else ``(None, why)``: not installed (macOS, a bare image), or present but refused (a
+    container whose seccomp profile forbids namespaces). Run once per process."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None, "bubblewrap (bwrap) is not installed"
+    base = ["--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    inner = [path, "--unshare-pid"] + (["--unshare-user"] if os.geteuid() != 0 else []) + base
+    try:
+        res = subprocess.run([path, "--unshare-all"] + base + inner + ["true"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"bwrap cannot run here ({exc})"
+    if res.returncode != 0:
+        return None, f"bwrap cannot build a sandbox here ({res.stderr.strip()[:200]})"
+    return path, ""
 
 
 def python_paths() -> List[str]:

@@ -243,9 +243,9 @@ def test_shard_students_split_is_a_partition():
 def test_require_isolation_refuses_without_bwrap(monkeypatch):
     from autograder import sandbox
 
-    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    monkeypatch.setattr(sandbox, "bwrap_probe", lambda: (None, "bubblewrap (bwrap) is not installed"))
     assert GradeConfig().isolation_mode() == "none"
-    with pytest.raises(RuntimeError, match="require-isolation"):
+    with pytest.raises(RuntimeError, match="require-isolation: bubblewrap"):
         GradeConfig(require_isolation=True).isolation_mode()
 
 
