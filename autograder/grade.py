@@ -615,7 +615,10 @@ def _write_kernelspec(jupyter_dir: Path, kernel_dir: Path, runtime: Path, cfg: G
                          unset_env=("JPY_PARENT_PID",))
     spec = {"argv": inner.argv(sandbox.bwrap_path()) + [sys.executable, "-m", "ipykernel_launcher",
                                                         "-f", "{connection_file}"],
-            "display_name": "Python 3 (cfgflow grading sandbox)", "language": "python"}
+            "display_name": "Python 3 (cfgflow grading sandbox)", "language": "python",
+            # a cell time-out interrupts through the control channel: a SIGINT to the process
+            # group would end bwrap itself, and with it the kernel
+            "interrupt_mode": "message"}
     folder = jupyter_dir / "kernels" / SANDBOX_KERNEL
     folder.mkdir(parents=True)
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
