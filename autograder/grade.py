@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from autograder import sandbox
 from autograder.sandbox import run_limited
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,13 +65,21 @@ DEFAULT_IGNORE_PATTERN = (
 )
 
 STATUS_OK = "ok"
+ISOLATION_BWRAP, ISOLATION_NONE = "bwrap", "none"
+NO_ISOLATION_WARNING = (
+    "WARNING isolation: none -- {why}, so student code runs with this user's files, network and "
+    "the other submissions in reach. Install bubblewrap (apt-get install bubblewrap) or pass "
+    "--require-isolation to refuse to grade without it.")
 
 # Signed check results: test cells that call the check library must show a line signed with the
 # submission's key for every point they score (autograder/_signing.py).
-CHECKS_MODULE = "cfgflow.checks"  # holds the grading key: imported at kernel start-up
+# CHECKS_MODULE is the one place naming the module a signed kernel imports at start-up (it takes
+# the key); a move of the check library changes this line only. Signing is imported from
+# autograder._signing in _verify_signatures only.
+CHECKS_MODULE = "cfgflow.checks"
 GUARD_MODULE = "autograder._kernel_guard"  # imported by every grading kernel first
 GRADE_KEY_ENV = "CFGFLOW_GRADE_KEY"
-_CALLS_CHECK = re.compile(r"(?<![\w.])(?:autograder\.checks\.)?check\s*\(")
+_CALLS_CHECK = re.compile(r"(?<![\w.])(?:" + re.escape(CHECKS_MODULE + ".") + r")?check\s*\(")
 _CHECK_PART = re.compile(r"check\s*\(\s*[\"'](\w+)[\"']")
 TAMPER_NOTE = ("test cell {grade_id}: the check library did not run or was replaced (tampering?) "
                "-> 0 points")
@@ -92,6 +101,13 @@ class GradeConfig:
     progress: bool = True
     keep_workdirs: bool = False
     workdir: Optional[Path] = None  # where private course copies go; default a temp dir
+    # Isolation (autograder/sandbox.py View): "auto" = bubblewrap where installed, else none with
+    # a loud warning; "none" = never (debugging). require_isolation refuses to grade without it.
+    isolation: str = "auto"
+    require_isolation: bool = False
+    tmpfs_mb: int = 256  # size of each private tmpfs (/tmp, home, the kernel's folder): disk fillers
+    max_procs: int = 512  # processes + threads per submission (a fork bomb), see run_limited
+    shard: Optional[str] = None  # "K/N": grade the K-th of N slices of the sorted students (K from 0)
 
     def __post_init__(self) -> None:
         self.source_dir = Path(self.source_dir)
@@ -99,11 +115,47 @@ class GradeConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.cell_timeout_s <= 0 or self.submission_timeout_s <= 0:
             raise ValueError("cell_timeout_s and submission_timeout_s must be positive")
+        if self.isolation not in ("auto", ISOLATION_NONE):
+            raise ValueError(f"isolation must be 'auto' or 'none', got {self.isolation!r}")
+        if self.shard is not None:
+            parse_shard(self.shard)
+
+    def isolation_mode(self) -> str:
+        """``bwrap`` or ``none``; raises ``RuntimeError`` when isolation is required but missing."""
+        if self.isolation == "auto" and sandbox.bwrap_path():
+            return ISOLATION_BWRAP
+        if self.require_isolation:
+            raise RuntimeError(f"--require-isolation: {sandbox.bwrap_probe()[1]}"
+                               if self.isolation == "auto" else
+                               "--require-isolation contradicts isolation='none'")
+        return ISOLATION_NONE
 
     def threads(self) -> int:
         if self.threads_per_worker:
             return self.threads_per_worker
         return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N`` (0-based, like ``SLURM_ARRAY_TASK_ID`` of
+    ``--array=0-(N-1)`` and a Kubernetes Indexed Job's ``JOB_COMPLETION_INDEX``)."""
+    try:
+        k, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard must be 'K/N' with integers, e.g. '0/3', got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"shard {text!r}: need N >= 1 and 0 <= K < N")
+    return k, n
+
+
+def shard_students(students: list[str], shard: Optional[str]) -> list[str]:
+    """The students of one shard: every N-th of the sorted list, starting at K (round robin keeps
+    the shards' sizes within one and spreads alphabetical clusters of slow submissions)."""
+    names = sorted(students)
+    if shard is None:
+        return names
+    k, n = parse_shard(shard)
+    return names[k::n]
 
 
 @dataclass
@@ -127,6 +179,7 @@ class StudentResult:
     peak_rss_mb: float = 0.0  # largest summed RSS of the worker's process tree (kernel included)
     # cells zeroed because their score had no valid signed check line: key -> nbgrader's auto score
     tampered: dict = field(default_factory=dict)
+    isolation: str = ""  # bwrap | none: how the submission's code was confined
 
     def total(self) -> float:
         return float(sum(self.scores.values()))
@@ -136,13 +189,16 @@ class StudentResult:
 # nbgrader configuration
 
 
-def nbgrader_config(course_root: Path, cfg: GradeConfig, signed: bool = False):
+def nbgrader_config(course_root: Path, cfg: GradeConfig, signed: bool = False,
+                    kernel_name: Optional[str] = None):
     """A traitlets Config for a private course at ``course_root``.
 
     The instructor's ``autograder/nbgrader_config.py`` is loaded first when present (so settings
     such as ``ClearSolutions.code_stub`` stay in one place); the course layout and the grading
     limits from ``cfg`` then override it. ``signed``: the kernel imports the check library at
-    start-up (for the signed check results, see :func:`_verify_signatures`).
+    start-up (for the signed check results, see :func:`_verify_signatures`). ``kernel_name``:
+    the kernelspec every notebook runs with (the sandboxed kernel, see :func:`_write_kernelspec`),
+    whatever the notebook's metadata names.
     """
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
@@ -182,15 +238,20 @@ def nbgrader_config(course_root: Path, cfg: GradeConfig, signed: bool = False):
     c.Execute.extra_arguments = ["--InteractiveShellApp.exec_lines=" + "; ".join(start_up)]
     if signed:
         c.Execute.startup_timeout = max(120, int(cfg.cell_timeout_s))
+    if kernel_name:
+        c.Execute.kernel_name = kernel_name
+        # the connection file where the sandboxed kernel can read it (its /tmp is its own; left
+        # unset, jupyter_client would write it to the worker's /tmp)
+        c.KernelManager.connection_file = str(course_root / ".runtime" / "kernel-grading.json")
     c.Autograde.create_student = True
     c.NbGraderAPI.log_level = "WARN"
     return c
 
 
-def _api(course_root: Path, cfg: GradeConfig, signed: bool = False):
+def _api(course_root: Path, cfg: GradeConfig, signed: bool = False, kernel_name: Optional[str] = None):
     from nbgrader.apps import NbGraderAPI
 
-    return NbGraderAPI(config=nbgrader_config(course_root, cfg, signed))
+    return NbGraderAPI(config=nbgrader_config(course_root, cfg, signed, kernel_name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +391,7 @@ def _worker_main(job_path: Path) -> int:
     # removes the variable at start-up); the check library signs every result with it.
     signed = _uses_check_library(src_nbs.values())
     key = secrets.token_hex(32) if signed else None
-    api = _api(course, cfg, signed)
+    api = _api(course, cfg, signed, kernel_name=job.get("kernel_name"))
     if key:
         os.environ[GRADE_KEY_ENV] = key
     try:
@@ -484,6 +545,86 @@ def _execution_notes(course: Path, assignment: str, student: str, cfg: GradeConf
 
 
 # --------------------------------------------------------------------------------------------
+# isolation: what a sandboxed worker and its kernel see (autograder/sandbox.py)
+
+
+def _home() -> str:
+    home = os.path.expanduser("~")
+    if home == "/":
+        raise RuntimeError("HOME is '/': set HOME to a folder of its own before grading")
+    return home
+
+
+def _imported_top_levels(source_nbs: list[Path]) -> set[str]:
+    """Top-level module names the source notebooks import, plus the engine's kernel modules."""
+    import nbformat
+
+    names = {__name__.split(".")[0], GUARD_MODULE.split(".")[0], CHECKS_MODULE.split(".")[0]}
+    pattern = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", re.M)
+    for path in source_nbs:
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            if cell.cell_type == "code":
+                names.update(pattern.findall(cell.source))
+    return names
+
+
+def sandbox_binds(source_nbs: list[Path]) -> tuple[str, ...]:
+    """Read-only folders of a sandbox: this Python and its site-packages, every package the
+    grading imports that lives elsewhere (an editable install's ``autograder/``, ``cfgflow_ref/``:
+    found from the modules' own paths, so a new package needs no change here), and the MNIST
+    cache. Not the checkout itself: its ``solutions/`` and anything else in it stay outside."""
+    import importlib.util
+
+    py = sandbox.python_paths()
+    extra = []
+    for name in sorted(_imported_top_levels(source_nbs)):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or spec.origin in (None, "built-in", "frozen"):
+            if spec is not None and spec.submodule_search_locations:  # namespace package
+                extra.extend(spec.submodule_search_locations)
+            continue
+        where = (list(spec.submodule_search_locations) if spec.submodule_search_locations
+                 else [spec.origin])
+        extra.extend(p for p in where if not any(p == r or p.startswith(r + "/") for r in py))
+    from cfgflow.data import default_root
+
+    data = default_root()
+    if os.path.isdir(data):
+        extra.append(data)
+    return tuple(sandbox._outermost(py + [os.path.realpath(p) for p in extra]))
+
+
+def _write_kernelspec(jupyter_dir: Path, kernel_dir: Path, runtime: Path, cfg: GradeConfig,
+                      binds: tuple) -> None:
+    """A kernelspec whose kernel runs in a second, inner sandbox inside the worker's.
+
+    The kernel (the student's code) shares the worker's network namespace (ZeroMQ over its
+    loopback, nothing else) but sees only the read-only ``binds``, its connection file and empty
+    size-limited tmpfs folders: its working folder, /tmp and home. Not the course copy with the
+    gradebook (hidden tests), the source notebooks or the other students' files; no capabilities
+    and its own pid namespace (the worker's /proc entries, and through them its files, are out of
+    reach). ``JPY_PARENT_PID`` is dropped: in its own pid namespace the kernel's parent is pid 1,
+    which ipykernel would take for a dead parent.
+    """
+    inner = sandbox.View(ro=list(binds) + [str(runtime)], rw=[],
+                         tmpfs=["/tmp", _home(), str(kernel_dir)], tmpfs_mb=cfg.tmpfs_mb,
+                         share_net=True, chdir=str(kernel_dir), drop_caps=True,
+                         unset_env=("JPY_PARENT_PID",))
+    spec = {"argv": inner.argv(sandbox.bwrap_path()) + [sys.executable, "-m", "ipykernel_launcher",
+                                                        "-f", "{connection_file}"],
+            "display_name": "Python 3 (cfgflow grading sandbox)", "language": "python",
+            # a cell time-out interrupts through the control channel: a SIGINT to the process
+            # group would end bwrap itself, and with it the kernel
+            "interrupt_mode": "message"}
+    folder = jupyter_dir / "kernels" / SANDBOX_KERNEL
+    folder.mkdir(parents=True)
+    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
+
+
+# --------------------------------------------------------------------------------------------
 # running the workers
 
 
@@ -501,32 +642,58 @@ def _worker_env(cfg: GradeConfig, course: Path) -> dict:
     return env
 
 
+SANDBOX_KERNEL = "cfgflow-sandbox"  # the kernelspec of a sandboxed grading kernel
+
+
 def grade_one(student: str, files: list[Path], template: Path, src_nbs: list[Path],
-              cfg: GradeConfig, work_root: Path, index: int) -> StudentResult:
-    """Grade one student in a private copy of the template course (parent side)."""
+              cfg: GradeConfig, work_root: Path, index: int,
+              isolation: str = ISOLATION_NONE, binds: tuple = ()) -> StudentResult:
+    """Grade one student in a private copy of the template course (parent side).
+
+    The worker gets copies of the student's files and of the source notebooks inside its course,
+    so that with ``isolation == "bwrap"`` its sandbox binds that one folder writable and nothing
+    else of the instructor's (``binds``: the read-only package folders, see :func:`sandbox_binds`).
+    """
     t0 = time.perf_counter()
     course = work_root / f"{index:05d}"
     shutil.copytree(template, course, ignore=shutil.ignore_patterns("release"))
+    incoming = course / "incoming"
+    incoming.mkdir()
+    copies = []
+    for i, path in enumerate(files):  # own folder per file: the student's file names are kept
+        (incoming / str(i)).mkdir()
+        copies.append(Path(shutil.copy2(path, incoming / str(i) / path.name)))
+    (course / ".runtime").mkdir()
     job = {
         "cfg": {k: (str(v) if isinstance(v, Path) else v)
                 for k, v in dataclasses.asdict(cfg).items() if k != "workdir"},
         "course": str(course), "student": student,
-        "submission": [str(p.resolve()) for p in files],
-        "source_notebooks": [str(p.resolve()) for p in src_nbs],
+        "submission": [str(p) for p in copies],
+        "source_notebooks": [str(course / "source" / cfg.assignment / p.name) for p in src_nbs],
         "result": str(course / "result.json"),
     }
+    env = _worker_env(cfg, course)
+    cmd = [sys.executable, "-m", "autograder.grade", "--worker-job", str(course / "job.json")]
+    if isolation == ISOLATION_BWRAP:
+        job["kernel_name"] = SANDBOX_KERNEL
+        kernel_dir = course / "autograded" / student / cfg.assignment
+        _write_kernelspec(course / "jupyter", kernel_dir, course / ".runtime", cfg, binds)
+        env["JUPYTER_PATH"] = str(course / "jupyter")
+        outer = sandbox.View(ro=list(binds), rw=[str(course)], tmpfs=["/tmp", _home()],
+                             tmpfs_mb=cfg.tmpfs_mb, chdir=str(course), new_session=True)
+        cmd = outer.argv(sandbox.bwrap_path()) + cmd
     (course / "job.json").write_text(json.dumps(job))
-    res = run_limited([sys.executable, "-m", "autograder.grade", "--worker-job",
-                          str(course / "job.json")],
-                         timeout_s=cfg.submission_timeout_s, mem_mb=cfg.mem_mb,
-                         cwd=str(course), env=_worker_env(cfg, course))
-    out = StudentResult(student)
+    res = run_limited(cmd, timeout_s=cfg.submission_timeout_s, mem_mb=cfg.mem_mb,
+                      cwd=str(course), env=env, max_procs=cfg.max_procs)
+    out = StudentResult(student, isolation=isolation)
     rpath = course / "result.json"
     if res.timed_out:
         out.status, out.reason = "timeout", (
             f"grading stopped after the {cfg.submission_timeout_s:g} s per-submission time-out")
     elif res.mem_exceeded:
         out.status, out.reason = "memory", f"killed: memory limit of {cfg.mem_mb} MB exceeded"
+    elif res.procs_exceeded:
+        out.status, out.reason = "processes", f"killed: more than {cfg.max_procs} processes (a fork bomb?)"
     elif rpath.exists():
         r = json.loads(rpath.read_text())
         out.status, out.reason = r["status"], r["reason"]
@@ -535,7 +702,7 @@ def grade_one(student: str, files: list[Path], template: Path, src_nbs: list[Pat
     else:
         out.status = "crash"
         out.reason = f"grader process exited with code {res.returncode}: {_tail(res.stderr, 1500)}"
-    if out.status in ("timeout", "memory", "crash") and res.stderr:
+    if out.status in ("timeout", "memory", "processes", "crash") and res.stderr:
         out.notes.append("grader stderr (tail): " + _tail(res.stderr, 800))
     out.wall_s = time.perf_counter() - t0
     out.peak_rss_mb = float(getattr(res, "peak_rss_mb", 0.0) or 0.0)
@@ -551,9 +718,16 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
     Returns the results sorted by student, and the grade cells (in notebook order).
     """
     src_nbs = source_notebooks(cfg)
+    isolation = cfg.isolation_mode()
+    if isolation == ISOLATION_NONE:
+        why = ("isolation is switched off (--no-isolation)" if cfg.isolation == ISOLATION_NONE
+               else sandbox.bwrap_probe()[1])
+        print(NO_ISOLATION_WARNING.format(why=why), flush=True)
+    binds = sandbox_binds(src_nbs) if isolation == ISOLATION_BWRAP else ()
     subs = find_submissions(Path(submissions_dir), cfg.assignment, [p.stem for p in src_nbs])
     if students is not None:
         subs = {s: subs[s] for s in students}
+    subs = {s: subs[s] for s in shard_students(list(subs), cfg.shard)}
     own_tmp = cfg.workdir is None
     root = Path(tempfile.mkdtemp(prefix="cfgflow-grade-")) if own_tmp else Path(cfg.workdir)
     root.mkdir(parents=True, exist_ok=True)
@@ -564,7 +738,8 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
         results: list[StudentResult] = []
         bar = _progress(len(subs), cfg)
         with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-            futs = {pool.submit(grade_one, s, f, template, src_nbs, cfg, work_root, i): s
+            futs = {pool.submit(grade_one, s, f, template, src_nbs, cfg, work_root, i,
+                                isolation, binds): s
                     for i, (s, f) in enumerate(sorted(subs.items()))}
             for fut in as_completed(futs):
                 s = futs[fut]
@@ -572,7 +747,7 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
                     results.append(fut.result())
                 except Exception:  # an engine bug for one student must not lose the batch
                     reason = "engine error: " + _tail(traceback.format_exc(), 1500)
-                    results.append(StudentResult(s, status="crash", reason=reason))
+                    results.append(StudentResult(s, status="crash", reason=reason, isolation=isolation))
                 bar.update(1)
         bar.close()
         results.sort(key=lambda r: r.student)
@@ -632,18 +807,21 @@ def csv_columns(cells: list[CellInfo]) -> list[str]:
 
 
 def write_csv(path: Path, results: list[StudentResult], cells: list[CellInfo], assignment: str) -> None:
-    """``student, assignment, <one column per grade cell>, total, max_total, status, reason, notes``."""
+    """``student, assignment, <one column per grade cell>, total, max_total, status, reason, notes,
+    isolation``."""
     cols = csv_columns(cells)
     max_total = sum(c.max_score for c in cells)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["student", "assignment", *cols, "total", "max_total", "status", "reason", "notes"])
+        w.writerow(["student", "assignment", *cols, "total", "max_total", "status", "reason", "notes",
+                    "isolation"])
         w.writerow(["(max)", assignment, *[_fmt(c.max_score) for c in cells],
-                    _fmt(max_total), _fmt(max_total), "", "", ""])
+                    _fmt(max_total), _fmt(max_total), "", "", "", ""])
         for r in results:
             w.writerow([r.student, assignment,
                         *[_fmt(r.scores[f"{c.notebook}/{c.grade_id}"]) for c in cells],
-                        _fmt(r.total()), _fmt(max_total), r.status, r.reason, " | ".join(r.notes)])
+                        _fmt(r.total()), _fmt(max_total), r.status, r.reason, " | ".join(r.notes),
+                        r.isolation])
 
 
 def _fmt(x: float) -> str:
@@ -738,7 +916,7 @@ def merge_shards(shards: list[Path], out_dir: Path, assignment: str) -> list[Stu
                                  f"(second: {shard})")
             results[row["student"]] = StudentResult(
                 row["student"], status=row["status"], reason=row["reason"],
-                notes=[n for n in row["notes"].split(" | ") if n],
+                notes=[n for n in row["notes"].split(" | ") if n], isolation=row.get("isolation", ""),
                 scores={f"{by_col[k].notebook}/{by_col[k].grade_id}": float(row[k]) for k in cols})
         for fb in sorted((shard / "feedback").glob("*.html")):
             if fb.stem in results:
@@ -795,6 +973,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--keep-workdirs", type=Path, default=None, metavar="DIR",
                    help="keep every private course under DIR (debugging)")
+    p.add_argument("--shard", metavar="K/N", default=None,
+                   help="grade only the K-th of N slices of the sorted students, K from 0 (a job "
+                        "array: Slurm --array=0-(N-1) with $SLURM_ARRAY_TASK_ID/N, a Kubernetes "
+                        "Indexed Job with $JOB_COMPLETION_INDEX/N); join the outputs with --merge")
+    p.add_argument("--require-isolation", action="store_true",
+                   help="refuse to grade when bubblewrap (bwrap) is not installed")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="grade without the bubblewrap sandbox (debugging; results say isolation: none)")
+    p.add_argument("--tmpfs-mb", type=int, default=d.tmpfs_mb,
+                   help="size of each private tmpfs of a sandbox (/tmp, home, the kernel's folder)")
+    p.add_argument("--max-procs", type=int, default=d.max_procs,
+                   help="processes and threads per submission (stops a fork bomb)")
     p.add_argument("--merge", type=Path, nargs="+", metavar="SHARD_OUT",
                    help="merge the --out folders of several runs into --out instead of grading")
     p.add_argument("--worker-job", type=Path, help=argparse.SUPPRESS)
@@ -817,9 +1007,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                       mem_mb=args.mem_mb, threads_per_worker=args.threads_per_worker,
                       repair=not args.no_repair, ignore_pattern=args.ignore_pattern,
                       progress=not args.no_progress, keep_workdirs=args.keep_workdirs is not None,
-                      workdir=args.keep_workdirs)
+                      workdir=args.keep_workdirs, shard=args.shard,
+                      isolation="none" if args.no_isolation else "auto",
+                      require_isolation=args.require_isolation, tmpfs_mb=args.tmpfs_mb,
+                      max_procs=args.max_procs)
     t0 = time.perf_counter()
-    results, cells = grade_submissions(args.submissions, cfg, args.out, students=args.student)
+    try:
+        results, cells = grade_submissions(args.submissions, cfg, args.out, students=args.student)
+    except RuntimeError as exc:
+        if "--require-isolation" not in str(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     dt = time.perf_counter() - t0
     print(score_table(results, cells, title=f"{cfg.assignment}: {len(results)} submissions"))
     print(f"\n{len(results)} submissions in {dt:.1f} s with {cfg.workers} workers; "

@@ -29,21 +29,26 @@ How the limits are enforced (measured on this project's machines, torch 2.x, Lin
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
+import shutil
 import signal
+import site
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+import psutil
 
 __all__ = ["Result", "run_limited", "TAG_VAR", "AS_HEADROOM_MB"]
 
 TAG_VAR = "CFGFLOW_SANDBOX_TAG"
 AS_HEADROOM_MB = 8192
-_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 @dataclass
@@ -63,48 +68,39 @@ class Result:
     stderr: str
     wall_s: float
     peak_rss_mb: float = 0.0
+    procs_exceeded: bool = False  # the watchdog's process count (no pids cgroup) ended the run
+    pids_cgroup: bool = False  # max_procs was enforced by a pids cgroup
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out and not self.mem_exceeded
+        return (self.returncode == 0 and not self.timed_out and not self.mem_exceeded
+                and not self.procs_exceeded)
 
 
-# ----------------------------------------------------------------------------- /proc helpers
+# ----------------------------------------------------------------------------- process tree (psutil)
 
 
-def _read_stat(pid: int) -> Optional[Tuple[int, int, str]]:
-    """(ppid, start_time_ticks, state) of ``pid`` or None when it is gone."""
+def _stat(proc: "psutil.Process") -> Optional[Tuple[int, float, str]]:
+    """(ppid, create_time, status) of ``proc`` or None when it is gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # comm may contain spaces and parentheses: split after the last ')'
-    rest = data[data.rfind(")") + 2:].split()
-    try:
-        return int(rest[1]), int(rest[19]), rest[0]
-    except (IndexError, ValueError):
+        with proc.oneshot():
+            return proc.ppid(), proc.create_time(), proc.status()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_mb(pid: int) -> float:
     try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE_KB
-    except (OSError, IndexError, ValueError):
-        return 0
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return 0.0
 
 
-def _has_tag(pid: int, needle: bytes) -> bool:
+def _has_tag(pid: int, tag: str) -> bool:
     try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return needle in f.read()
-    except OSError:
+        return psutil.Process(pid).environ().get(TAG_VAR) == tag
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
         return False
-
-
-def _all_pids() -> List[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
 class _Tree:
@@ -114,24 +110,30 @@ class _Tree:
     the same process.
     """
 
-    def __init__(self, root: int, tag: str):
+    def __init__(self, root: int, tag: str, cgroup: Optional["_PidsCgroup"] = None):
         self.root = root
-        self.needle = f"{TAG_VAR}={tag}\0".encode()
-        self.known: Dict[int, int] = {}  # pid -> start time
+        self.tag = tag
+        self.cgroup = cgroup
+        self.known: Dict[int, float] = {}  # pid -> start time
         self._lock = threading.Lock()
-        st = _read_stat(root)
-        if st is not None:
-            self.known[root] = st[1]
+        try:
+            self.known[root] = psutil.Process(root).create_time()
+        except psutil.Error:
+            pass
 
-    def refresh(self, scan_env: bool) -> Dict[int, int]:
+    def refresh(self, scan_env: bool) -> Dict[int, float]:
         """Update the known set; return {pid: start} of members alive now."""
         stats = {}
-        for pid in _all_pids():
-            st = _read_stat(pid)
+        for proc in psutil.process_iter():
+            st = _stat(proc)
             if st is not None:
-                stats[pid] = st
+                stats[proc.pid] = st
         with self._lock:
             alive = {p: s for p, s in self.known.items() if p in stats and stats[p][1] == s}
+            in_cgroup = set(self.cgroup.pids()) if self.cgroup is not None else set()
+            for pid in in_cgroup:
+                if pid in stats and pid not in alive:
+                    alive[pid] = stats[pid][1]
             changed = True
             while changed:  # descendants by parent links, to a fixed point
                 changed = False
@@ -141,13 +143,13 @@ class _Tree:
                         changed = True
             if scan_env:  # re-parented or new-session processes that still carry our tag
                 for pid, (_ppid, start, _state) in stats.items():
-                    if pid not in alive and pid != os.getpid() and _has_tag(pid, self.needle):
+                    if pid not in alive and pid != os.getpid() and _has_tag(pid, self.tag):
                         alive[pid] = start
             self.known.update(alive)
-            return {p: s for p, s in alive.items() if stats[p][2] != "Z"}
+            return {p: s for p, s in alive.items() if stats[p][2] != psutil.STATUS_ZOMBIE}
 
-    def rss_mb(self, members: Mapping[int, int]) -> float:
-        return sum(_rss_kb(p) for p in members) / 1024.0
+    def rss_mb(self, members: Mapping[int, float]) -> float:
+        return sum(_rss_mb(p) for p in members)
 
     def kill_all(self) -> None:
         """SIGKILL every live member, repeatedly until none is left (forks race us)."""
@@ -156,14 +158,77 @@ class _Tree:
             if not members:
                 return
             for pid, start in members.items():
-                st = _read_stat(pid)
-                if st is None or st[1] != start:
-                    continue
                 try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
+                    proc = psutil.Process(pid)
+                    if proc.create_time() == start:
+                        proc.kill()
+                except psutil.Error:
                     pass
             time.sleep(0.05)
+
+
+class _PidsCgroup:
+    """A ``pids`` cgroup (v1 or v2) that caps how many processes and threads one run may have.
+
+    ``RLIMIT_NPROC`` does not bind root (the kernel exempts uid 0), so a fork bomb in a submission
+    graded by root is stopped here: ``fork`` fails with ``EAGAIN`` once ``max_procs`` tasks exist.
+    :meth:`create` returns None where no writable pids hierarchy exists (an unprivileged user
+    without cgroup delegation); the watchdog's process count is the fallback then.
+    """
+
+    ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @classmethod
+    def create(cls, name: str, max_procs: int) -> Optional["_PidsCgroup"]:
+        for root in cls.ROOTS:
+            if not os.path.exists(os.path.join(root, "pids.max")) and not os.path.exists(
+                    os.path.join(root, "cgroup.procs")):
+                continue
+            path = os.path.join(root, name)
+            try:
+                os.mkdir(path)
+            except OSError:
+                continue
+            try:
+                with open(os.path.join(path, "pids.max"), "w") as f:
+                    f.write(str(int(max_procs)))
+                return cls(path)
+            except OSError:  # no pids controller in this hierarchy
+                os.rmdir(path)
+        return None
+
+    def pids(self) -> List[int]:
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as f:
+                return [int(x) for x in f.read().split()]
+        except OSError:
+            return []
+
+    def join_fn(self):
+        procs = os.path.join(self.path, "cgroup.procs")
+
+        def join() -> None:  # in the child, before exec
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+        return join
+
+    def remove(self) -> None:
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:  # members still exiting
+                for pid in self.pids():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.05)
 
 
 # ----------------------------------------------------------------------------- output capture
@@ -209,8 +274,10 @@ class _CappedReader(threading.Thread):
 # ----------------------------------------------------------------------------- main entry
 
 
-def _preexec(as_bytes: Optional[int]):
+def _preexec(as_bytes: Optional[int], join_cgroup=None):
     def fn() -> None:  # runs in the child between fork and exec: keep it tiny
+        if join_cgroup is not None:
+            join_cgroup()
         if as_bytes is not None:
             resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
         try:
@@ -232,6 +299,7 @@ def run_limited(
     max_output_bytes: int = 1_000_000,
     poll_s: float = 0.1,
     address_space_backstop: bool = True,
+    max_procs: Optional[int] = None,
 ) -> Result:
     """Run ``cmd`` (an argv list, no shell) with a wall-clock and a memory limit.
 
@@ -244,6 +312,9 @@ def run_limited(
         max_output_bytes: bytes kept per stream (head and tail halves).
         poll_s: watchdog period.
         address_space_backstop: also set ``RLIMIT_AS`` to ``mem_mb + AS_HEADROOM_MB``.
+        max_procs: cap on the processes and threads of the run (a fork bomb): a ``pids`` cgroup
+            where one can be created (``fork`` then fails with ``EAGAIN``), else the watchdog
+            kills the tree once it counts more than ``max_procs`` processes.
 
     Returns:
         :class:`Result`. Never raises for anything the child does; raises ``ValueError`` for
@@ -262,6 +333,7 @@ def run_limited(
     child_env[TAG_VAR] = tag
     as_bytes = int((mem_mb + AS_HEADROOM_MB) * 1024 * 1024) if address_space_backstop else None
 
+    cgroup = _PidsCgroup.create(f"cfgflow-{tag}", max_procs) if max_procs else None
     start = time.monotonic()
     proc = subprocess.Popen(
         list(cmd),
@@ -271,14 +343,14 @@ def run_limited(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=_preexec(as_bytes),
+        preexec_fn=_preexec(as_bytes, cgroup.join_fn() if cgroup else None),
     )
-    tree = _Tree(proc.pid, tag)
+    tree = _Tree(proc.pid, tag, cgroup)
     readers = [_CappedReader(proc.stdout, max_output_bytes), _CappedReader(proc.stderr, max_output_bytes)]
     for r in readers:
         r.start()
 
-    timed_out = mem_exceeded = False
+    timed_out = mem_exceeded = procs_exceeded = False
     peak = 0.0
     polls = 0
     seen: Set[int] = set()
@@ -295,6 +367,9 @@ def run_limited(
         if rss > mem_mb:
             mem_exceeded = True
             break
+        if max_procs and cgroup is None and len(members) > max_procs:
+            procs_exceeded = True
+            break
         if time.monotonic() - start > timeout_s:
             timed_out = True
             break
@@ -302,6 +377,8 @@ def run_limited(
 
     # normal exit or a limit: nothing of this run may survive it
     tree.kill_all()
+    if cgroup is not None:
+        cgroup.remove()
     try:
         returncode = proc.wait(timeout=10)
     except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
@@ -322,4 +399,129 @@ def run_limited(
         stderr=readers[1].text(),
         wall_s=wall,
         peak_rss_mb=peak,
+        procs_exceeded=procs_exceeded,
+        pids_cgroup=cgroup is not None,
     )
+
+
+# ----------------------------------------------------------------------------- bubblewrap views
+
+# What every view of the system holds: the system's programs and libraries read-only, and from
+# /etc only the files a Python process needs (not shadow, ssh host keys, the instructor's tokens).
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_ENTRIES = ("passwd", "group", "hosts", "nsswitch.conf", "host.conf", "ld.so.cache", "ld.so.conf",
+               "ld.so.conf.d", "localtime", "timezone", "alternatives", "fonts", "mime.types",
+               "matplotlibrc")
+
+
+def bwrap_path() -> Optional[str]:
+    """The ``bwrap`` executable, or None where bubblewrap is missing or cannot sandbox here."""
+    return bwrap_probe()[0]
+
+
+@functools.lru_cache(maxsize=None)
+def bwrap_probe() -> Tuple[Optional[str], str]:
+    """``(path, "")`` when ``bwrap`` can build the engine's two nested sandboxes on this machine,
+    else ``(None, why)``: not installed (macOS, a bare image), or present but refused (a
+    container whose seccomp profile forbids namespaces). Run once per process."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None, "bubblewrap (bwrap) is not installed"
+    base = ["--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    inner = [path, "--unshare-pid"] + (["--unshare-user"] if os.geteuid() != 0 else []) + base
+    try:
+        res = subprocess.run([path, "--unshare-all"] + base + inner + ["true"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"bwrap cannot run here ({exc})"
+    if res.returncode != 0:
+        return None, f"bwrap cannot build a sandbox here ({res.stderr.strip()[:200]})"
+    return path, ""
+
+
+def python_paths() -> List[str]:
+    """Folders of this Python: prefixes, standard library and site-packages (read-only in a view)."""
+    cands = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
+    cands.update(site.getsitepackages())
+    user_site = site.getusersitepackages()
+    if isinstance(user_site, str):
+        cands.add(user_site)
+    cands.update(p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p))
+    return _outermost(p for p in cands if os.path.isdir(p) and not _under_any(p, SYSTEM_DIRS))
+
+
+def _under_any(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _outermost(paths: Iterable[str]) -> List[str]:
+    """Drop every path that lies inside another one of the list; sorted."""
+    paths = sorted({os.path.abspath(p) for p in paths})
+    keep: List[str] = []
+    for p in paths:
+        if not _under_any(p, keep):
+            keep.append(p)
+    return keep
+
+
+@dataclass
+class View:
+    """One bubblewrap sandbox: what a process sees of the file system, and which namespaces it has.
+
+    ``ro`` / ``rw``: host paths bound read-only / writable at the same path. ``tmpfs``: fresh
+    empty file systems of at most ``tmpfs_mb`` MiB each (the process's /tmp, the home folder, a
+    scratch folder; /dev/shm always); they are mounted first, so ``ro`` paths inside them (a
+    Python under ``~/.pyenv``) show through. Nothing else of the host exists inside, and
+    everything else is read-only. ``share_net=False``
+    gives the process a network namespace of its own with only a loopback interface.
+    ``drop_caps``: no capabilities at all (the process cannot mount, unmount or nest a sandbox).
+    """
+
+    ro: List[str]
+    rw: List[str]
+    tmpfs: List[str]
+    tmpfs_mb: int = 256
+    share_net: bool = False
+    chdir: Optional[str] = None
+    drop_caps: bool = False
+    new_session: bool = False
+    unset_env: Tuple[str, ...] = ()
+
+    def argv(self, bwrap: str) -> List[str]:
+        """``bwrap`` and its options; append the command to run inside."""
+        if self.share_net:
+            # a view nested in another one (the kernel in the worker's sandbox): every namespace
+            # but the network's. Not a user namespace of its own where the outer one is root's:
+            # a fresh /proc for the new pid namespace may not be mounted from a nested user
+            # namespace (the kernel refuses it, the outer /proc having covered parts).
+            a = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+            if os.geteuid() != 0:
+                a += ["--unshare-user"]
+        else:
+            a = [bwrap, "--unshare-all"]
+        a += ["--die-with-parent"] + (["--new-session"] if self.new_session else [])
+        if self.drop_caps:
+            a += ["--cap-drop", "ALL"]
+        for d in SYSTEM_DIRS:
+            if os.path.islink(d):
+                a += ["--symlink", os.readlink(d), d]
+            elif os.path.isdir(d):
+                a += ["--ro-bind", d, d]
+        for e in ETC_ENTRIES:
+            a += ["--ro-bind-try", f"/etc/{e}", f"/etc/{e}"]
+        a += ["--proc", "/proc", "--dev", "/dev"]
+        # /dev/shm too: bwrap's own is an unbounded tmpfs (memory that no RSS count sees)
+        for t in sorted(set(self.tmpfs) | {"/dev/shm"}, key=lambda p: p.count("/")):
+            a += ["--size", str(int(self.tmpfs_mb) * 2**20), "--tmpfs", t]
+        for p in sorted(set(self.ro), key=lambda p: p.count("/")):
+            a += ["--ro-bind", p, p]
+        for p in sorted(set(self.rw), key=lambda p: p.count("/")):
+            a += ["--bind", p, p]
+        for var in self.unset_env:
+            a += ["--unsetenv", var]
+        if self.chdir:
+            a += ["--chdir", self.chdir]
+        # bwrap's root (and the folders it creates for mount points) is an unbounded tmpfs:
+        # read-only, so that only the size-limited tmpfs folders and ``rw`` take writes
+        return a + ["--remount-ro", "/", "--"]

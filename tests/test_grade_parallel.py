@@ -224,3 +224,44 @@ def test_merge_shards(graded, course, tmp_path):
         assert gb.find_submission(A, "complete").score == 6
     with pytest.raises(ValueError, match="appears in two shards"):
         merge_shards([tmp_path / "a", tmp_path / "a"], tmp_path / "m2", A)
+
+
+def test_shard_students_split_is_a_partition():
+    from autograder.grade import parse_shard, shard_students
+
+    names = [f"s{i:02d}" for i in range(10)][::-1]
+    parts = [shard_students(names, f"{k}/3") for k in range(3)]
+    assert sorted(sum(parts, [])) == sorted(names)
+    assert [len(p) for p in parts] == [4, 3, 3]
+    assert parts[0] == ["s00", "s03", "s06", "s09"]
+    assert shard_students(names, None) == sorted(names)
+    for bad in ("3/3", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError, match="shard"):
+            parse_shard(bad)
+
+
+def test_require_isolation_refuses_without_bwrap(monkeypatch):
+    from autograder import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_probe", lambda: (None, "bubblewrap (bwrap) is not installed"))
+    assert GradeConfig().isolation_mode() == "none"
+    with pytest.raises(RuntimeError, match="require-isolation: bubblewrap"):
+        GradeConfig(require_isolation=True).isolation_mode()
+
+
+@pytest.mark.slow
+def test_three_shards_merged_equal_one_run(graded, course, tmp_path):
+    """``--shard K/3`` on three 'machines', then ``--merge``: the CSV is byte for byte one run's."""
+    from autograder.grade import merge_shards
+
+    shards = []
+    for k in range(3):
+        cfg = GradeConfig(**{**course["cfg"].__dict__, "workers": 2, "shard": f"{k}/3"})
+        results, _ = grade_submissions(course["subs"], cfg, tmp_path / f"shard{k}")
+        assert len(results) == 3
+        shards.append(tmp_path / f"shard{k}")
+    merge_shards(shards, tmp_path / "merged", A)
+    one = (course["root"] / "out1" / "grades.csv").read_bytes()
+    assert (tmp_path / "merged" / "grades.csv").read_bytes() == one
+    assert sorted(p.name for p in (tmp_path / "merged" / "feedback").glob("*.html")) == sorted(
+        f"{s}.html" for s in EXPECTED)

@@ -10,20 +10,28 @@ and import cell stays. A second run grades the complete solution alone.
 
 ``CFGFLOW_HOSTILE_ONLY=tamper_check,sys_exit`` grades only those cases (plus the two controls);
 the outcome tests of the other cases are then skipped.
+
+The escape attempts aim at planted secrets: a fake ``~/.ssh/id_rsa`` in a temporary home (the
+grading runs with ``HOME`` pointing there; the real home is never touched), a file in the
+instructor's source folder, a file in another student's folder, a TCP port this test listens on
+(127.0.0.1 only; the outside address 10.255.255.1 gets a 1 s connect time-out and no traffic).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder.hostile import build_cases, parts_of, trim_for_ci, write_batch
+from autograder.hostile import Targets, build_cases, parts_of, trim_for_ci, write_batch
+from autograder.sandbox import bwrap_path
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "01_cfg"
@@ -43,8 +51,13 @@ def _read(path):
     return nbformat.read(str(path), as_version=4)
 
 
-def _grade(subs: Path, source_dir: Path, out: Path, *extra: str) -> dict:
+SECRETS = {"ssh": "SSH-KEY-SECRET-91bc", "source": "SOURCE-SECRET-7f3a", "other": "OTHER-STUDENT-SECRET-55d0"}
+
+
+def _grade(subs: Path, source_dir: Path, out: Path, *extra: str, home: Path = None) -> dict:
     env = dict(os.environ)
+    if home is not None:
+        env["HOME"] = str(home)
     env.setdefault("CFGFLOW_OFFLINE", "1")
     env.setdefault("CFGFLOW_DATA", "/tmp/mnistcache")
     cmd = [sys.executable, "-m", "autograder.grade", str(subs), "--assignment", ASSIGNMENT,
@@ -63,11 +76,36 @@ def graded(tmp_path_factory):
     src, rel = trim_for_ci(_read(_SRC)), trim_for_ci(_read(_REL))
     (root / "source" / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(src, str(root / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
-    cases = write_batch(root / "subs", src, rel, ASSIGNMENT, only=ONLY)
-    batch = _grade(root / "subs", root / "source", root / "out")
+    # planted secrets (see the module's docstring)
+    home = root / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text(SECRETS["ssh"])
+    (root / "source" / ASSIGNMENT / "answers.txt").write_text(SECRETS["source"])
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    connections = []
+
+    def accept():
+        while True:
+            try:
+                connections.append(srv.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    other = root / "subs" / "complete" / "notes.txt"
+    targets = Targets(files=["~/.ssh/id_rsa", str(root / "source" / ASSIGNMENT / "answers.txt")],
+                      port=srv.getsockname()[1], other_submission=str(other))
+    cases = write_batch(root / "subs", src, rel, ASSIGNMENT, only=ONLY, targets=targets)
+    other.write_text(SECRETS["other"])
+    try:
+        batch = _grade(root / "subs", root / "source", root / "out", home=home)
+    finally:
+        srv.close()
     alone = _grade(root / "subs", root / "source", root / "out_alone", "--student", "complete")
     return {"cases": {c.name: c for c in cases}, "parts": parts_of(src), "batch": batch, "alone": alone,
-            "root": root}
+            "root": root, "home": home, "connections": connections}
 
 
 def test_builders_cover_the_brief():
@@ -76,7 +114,8 @@ def test_builders_cover_the_brief():
     assert names >= {"infinite_loop", "stuck_kernel", "memory_blowup", "sys_exit", "os_exit", "stderr_spam",
                      "import_error", "deleted_tests", "test_to_markdown", "metadata_stripped",
                      "duplicate_grade_id", "reordered", "renamed_file", "cuda_only", "nan_outputs",
-                     "tamper_allclose", "tamper_check", "reference_import"}
+                     "tamper_allclose", "tamper_check", "reference_import", "read_secrets",
+                     "read_other_submission", "network", "write_outside", "fork_bomb", "disk_filler"}
     for c in cases:
         nbformat.validate(c.nb)
 
@@ -135,3 +174,22 @@ def test_case_outcome(graded, name):
         # points lost: the student's feedback says why (the failing test's output)
         fb = graded["root"] / "out" / "feedback" / f"{name}.html"
         assert fb.exists(), info
+
+
+@pytest.mark.slow
+def test_escape_attempts_leak_nothing(graded):
+    """No planted secret in any feedback page or the CSV; no connection arrived; no file escaped."""
+    root = graded["root"]
+    texts = [(root / "out" / "grades.csv").read_text(encoding="utf-8")]
+    texts += [p.read_text(encoding="utf-8") for p in (root / "out" / "feedback").glob("*.html")]
+    for name, secret in SECRETS.items():
+        assert not any(secret in t for t in texts), f"the {name} secret leaked into the results"
+    assert not graded["connections"], "a submission connected to a port on the grading machine"
+    assert not (root / "subs" / "escaped.txt").exists() and not (root / "escaped.txt").exists()
+    assert not (graded["home"] / "cfgflow-escaped.txt").exists()
+
+
+@pytest.mark.slow
+def test_isolation_column(graded):
+    want = "bwrap" if bwrap_path() else "none"
+    assert {r["isolation"] for n, r in graded["batch"].items() if n != "(max)"} == {want}

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import textwrap
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from autograder.sandbox import Result, run_limited
+from autograder.sandbox import Result, View, bwrap_path, python_paths, run_limited
 
 
 def _py(code: str):
@@ -147,3 +150,108 @@ def test_bad_arguments_raise(bad):
     cmd = kwargs.pop("cmd")
     with pytest.raises(ValueError):
         run_limited(cmd, **kwargs)
+
+
+# ----------------------------------------------------------------------------- bubblewrap views
+
+needs_bwrap = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap (bwrap) not installed")
+
+
+@pytest.fixture
+def listener():
+    """A TCP port on this machine's 127.0.0.1 that records every connection."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    srv.settimeout(0.2)
+    got = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                got.append(srv.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], got
+    stop.set()
+    t.join(2)
+    srv.close()
+
+
+@needs_bwrap
+def test_view_hides_home_network_and_the_rest_of_the_disk(tmp_path, listener):
+    port, got = listener
+    home = Path(os.path.expanduser("~"))
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("OUTSIDE-SECRET")
+    work = tmp_path / "work"
+    work.mkdir()
+    code = f"""
+        import os, socket
+        def attempt(what, fn):
+            try:
+                fn()
+                print(what, 'LEAKED')
+            except OSError as e:
+                print(what, 'blocked', type(e).__name__)
+        attempt('secret', lambda: open({str(secret)!r}).read())
+        attempt('local', lambda: socket.create_connection(('127.0.0.1', {port}), timeout=1))
+        attempt('outside', lambda: socket.create_connection(('10.255.255.1', 80), timeout=1))
+        attempt('write_ro', lambda: open(os.__file__ + '.x', 'w'))
+        print('home', os.listdir(os.path.expanduser('~')))
+        print('tmp', sorted(os.listdir({str(tmp_path)!r})))
+        open({str(work / 'ok.txt')!r}, 'w').write('mine')
+    """
+    view = View(ro=python_paths(), rw=[str(work)], tmpfs=["/tmp", str(home)], chdir=str(work))
+    res = run_limited(view.argv(bwrap_path()) + _py(code), timeout_s=60, mem_mb=1000)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = dict(ln.split(" ", 1) for ln in res.stdout.splitlines())
+    for what in ("secret", "local", "outside", "write_ro"):
+        assert lines[what].startswith("blocked"), res.stdout
+    assert "LEAKED" not in res.stdout and not got
+    assert lines["tmp"] == "['work']"  # the bound folder only, not its neighbours
+    assert not any(n in lines["home"] for n in (".ssh", ".bashrc")), lines["home"]
+    assert (work / "ok.txt").read_text() == "mine"
+
+
+@needs_bwrap
+def test_view_tmpfs_is_size_limited(tmp_path):
+    code = """
+        n = 0
+        try:
+            with open('/tmp/fill', 'wb') as f:
+                for _ in range(200):
+                    f.write(b'0' * 2**20); f.flush(); n += 1
+        except OSError as e:
+            print('stopped', n, type(e).__name__)
+    """
+    view = View(ro=python_paths(), rw=[], tmpfs=["/tmp"], tmpfs_mb=16)
+    res = run_limited(view.argv(bwrap_path()) + _py(code), timeout_s=60, mem_mb=1000)
+    assert res.stdout.split()[0] == "stopped" and int(res.stdout.split()[1]) <= 16, res.stdout + res.stderr
+
+
+def test_fork_bomb_is_bounded():
+    """max_procs: a pids cgroup makes fork fail (root too); without one the watchdog kills the run."""
+    code = """
+        import os, time
+        n = 0
+        try:
+            for _ in range(400):
+                if os.fork() == 0:
+                    time.sleep(5)
+                    os._exit(0)
+                n += 1
+            print('all', n)
+        except OSError as e:
+            print('stopped', n, type(e).__name__)
+    """
+    res = run_limited(_py(code), timeout_s=60, mem_mb=20000, max_procs=40)
+    if res.pids_cgroup:
+        assert res.stdout.split()[0] == "stopped" and int(res.stdout.split()[1]) < 40, res.stdout
+    else:
+        assert res.procs_exceeded, res.stdout

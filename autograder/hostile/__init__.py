@@ -29,8 +29,8 @@ import nbformat
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-__all__ = ["HostileCase", "Parts", "build_cases", "complete_submission", "write_batch", "parts_of",
-           "trim_for_ci"]
+__all__ = ["HostileCase", "Parts", "Targets", "build_cases", "complete_submission", "write_batch",
+           "parts_of", "trim_for_ci"]
 
 _MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
 
@@ -349,6 +349,129 @@ def _reference_import(nb, rel, src, p):
                        "instead of writing them", nb, expect={"status": ["ok"], "zero": [0, 1]})
 
 
+# ----------------------------------------------------------------------------- escape attempts
+# Each appends one cell to the first solution (the code above it stays correct, so the student
+# keeps full marks) that tries to reach what the grading sandbox hides, and prints what it got:
+# ``LEAKED ...`` when it succeeded, ``blocked: ...`` when not. Whatever they print lands in the
+# feedback page, so a test asserts the planted secrets appear in no feedback and no CSV.
+
+
+@dataclass
+class Targets:
+    """What the escape attempts aim at. ``write_batch`` fills in the paths of its own batch."""
+
+    files: List[str] = field(default_factory=lambda: ["~/.ssh/id_rsa"])  # to read (instructor's)
+    other_submission: str = ""  # another student's file
+    port: int = 0  # a TCP port listening on the grading machine's 127.0.0.1 (0: none)
+    outside: str = ""  # a file path outside the submission's folder, to create
+
+
+def _escape(code: str) -> str:
+    return "try:\n" + "\n".join("    " + ln for ln in code.strip().splitlines()) + (
+        "\nexcept Exception as _e:  # whatever happens, the solution above stays\n"
+        "    print('blocked:', type(_e).__name__)")
+
+
+_READ = """
+def _try_read(_p):
+    import os
+    _p = os.path.expanduser(_p)
+    try:
+        with open(_p, 'rb') as _f:
+            print('LEAKED', _p, _f.read(4000))
+    except OSError as _e:
+        print('blocked:', _p, type(_e).__name__)
+"""
+
+
+def _read_secrets(nb, p, t: Targets, name: str):
+    # the course copy's gradebook (hidden tests) and source notebook, from the kernel's folder
+    # {course}/autograded/{student}/{assignment}/
+    course = ["../../../gradebook.db", f"../../../source/{name}/{name}.ipynb"]
+    code = _READ + "".join(f"_try_read({f!r})\n" for f in [*t.files, *course])
+    code += "import os\nprint('home holds', sorted(os.listdir(os.path.expanduser('~')))[:20])\n"
+    _append(nb, p.solutions[0], _escape(code))
+    return HostileCase("read_secrets", "reads the instructor's ~/.ssh key, a file of the instructor's "
+                       "source folder and the course's gradebook and source notebook", nb,
+                       expect={"status": ["ok"], "full": [0, 1]})
+
+
+def _read_other_submission(nb, p, t: Targets, name: str):
+    _append(nb, p.solutions[0], _escape(_READ + f"_try_read({t.other_submission!r})"))
+    return HostileCase("read_other_submission", "reads another student's hand-in", nb,
+                       expect={"status": ["ok"], "full": [0, 1]})
+
+
+def _network(nb, p, t: Targets, name: str):
+    code = "import socket\n"
+    for host, port in ([("127.0.0.1", t.port)] if t.port else []) + [("10.255.255.1", 80)]:
+        code += (f"try:\n    socket.create_connection(({host!r}, {port}), timeout=1).sendall(b'LEAKED')\n"
+                 f"    print('LEAKED connected to {host}:{port}')\n"
+                 f"except OSError as _e:\n    print('blocked: {host}:{port}', type(_e).__name__)\n")
+    _append(nb, p.solutions[0], _escape(code))
+    return HostileCase("network", "opens TCP connections to the grading machine and to an outside "
+                       "address", nb, expect={"status": ["ok"], "full": [0, 1]})
+
+
+def _write_outside(nb, p, t: Targets, name: str):
+    # ``wrote`` only says the write call succeeded (in a sandbox it may land in its own tmpfs);
+    # the test looks on the host
+    targets = [t.outside, "~/cfgflow-escaped.txt", "../../../../escaped.txt", "/escaped.txt"]
+    code = "import os\n" + "".join(
+        f"try:\n    open(os.path.expanduser({f!r}), 'w').write('escaped')\n    print('wrote', {f!r})\n"
+        f"except OSError as _e:\n    print('blocked:', {f!r}, type(_e).__name__)\n" for f in targets if f)
+    _append(nb, p.solutions[0], _escape(code))
+    return HostileCase("write_outside", "writes files outside its folder (beside the submissions, in "
+                       "the home folder, in the work folder)", nb, expect={"status": ["ok"], "full": [0, 1]})
+
+
+def _fork_bomb(nb, p, t: Targets, name: str):
+    # bounded by itself (1,000 children that sleep 3 s) so that even an unconfined run ends
+    code = """
+import os, time
+_n = 0
+try:
+    for _ in range(1000):
+        if os.fork() == 0:
+            time.sleep(3)
+            os._exit(0)
+        _n += 1
+    print('fork bomb: all', _n, 'forks succeeded')
+except OSError as _e:
+    print('fork bomb stopped after', _n, 'forks:', type(_e).__name__)
+"""
+    _append(nb, p.solutions[0], _escape(code))
+    return HostileCase("fork_bomb", "forks 1,000 processes", nb,
+                       expect={"status": ["ok", "memory", "processes"]})
+
+
+def _disk_filler(nb, p, t: Targets, name: str):
+    # bounded by itself (at most 1 GB per folder) so that even an unconfined run ends
+    code = """
+import os
+for _d in ('.', '/tmp', os.path.expanduser('~'), '/dev/shm'):
+    _path, _n = os.path.join(_d, 'cfgflow-filler.bin'), 0
+    try:
+        with open(_path, 'wb') as _f:
+            for _ in range(1024):
+                _f.write(b'0' * 2**20)
+                _f.flush()
+                _n += 1
+        print('disk filler: wrote', _n, 'MB to', _d)
+    except OSError as _e:
+        print('disk filler stopped after', _n, 'MB in', _d, type(_e).__name__)
+    finally:
+        if os.path.exists(_path):
+            os.remove(_path)
+"""
+    _append(nb, p.solutions[0], _escape(code))
+    return HostileCase("disk_filler", "writes 1 GB into its folder, /tmp, the home folder and /dev/shm", nb,
+                       expect={"status": ["ok"], "full": [0, 1]})
+
+
+ESCAPE_BUILDERS: List[Callable] = [_read_secrets, _read_other_submission, _network, _write_outside,
+                                   _fork_bomb, _disk_filler]
+
 BUILDERS: List[Callable] = [
     _infinite_loop, _stuck_kernel, _memory_blowup, _sys_exit, _os_exit, _stderr_spam, _import_error,
     _deleted_tests, _test_to_markdown, _metadata_stripped, _duplicate_grade_id, _reordered, _renamed_file,
@@ -356,26 +479,39 @@ BUILDERS: List[Callable] = [
 ]
 
 
-def build_cases(source_nb, release_nb, only: Optional[List[str]] = None) -> List[HostileCase]:
+def build_cases(source_nb, release_nb, only: Optional[List[str]] = None,
+                targets: Optional[Targets] = None, notebook_name: str = "01_cfg") -> List[HostileCase]:
     """All hostile cases (or those named in ``only``) for one assignment notebook."""
     p = parts_of(source_nb)
     full = complete_submission(source_nb, release_nb)
+    targets = targets or Targets()
     cases = []
-    for build in BUILDERS:
+    for build in BUILDERS + ESCAPE_BUILDERS:
         name = build.__name__.lstrip("_")
         if only is not None and name not in only:
             continue
-        case = build(copy.deepcopy(full), copy.deepcopy(release_nb), source_nb, p)
+        if build in ESCAPE_BUILDERS:
+            case = build(copy.deepcopy(full), p, targets, notebook_name)
+        else:
+            case = build(copy.deepcopy(full), copy.deepcopy(release_nb), source_nb, p)
         assert case.name == name
         cases.append(case)
     return cases
 
 
 def write_batch(out_dir, source_nb, release_nb, notebook_name: str, only: Optional[List[str]] = None,
-                controls: bool = True) -> List[HostileCase]:
-    """Write every case as ``out_dir/{case}/{file}``, plus ``complete`` and ``release`` controls."""
-    out_dir = Path(out_dir)
-    cases = build_cases(source_nb, release_nb, only)
+                controls: bool = True, targets: Optional[Targets] = None) -> List[HostileCase]:
+    """Write every case as ``out_dir/{case}/{file}``, plus ``complete`` and ``release`` controls.
+
+    The escape attempts aim at ``targets``; its empty paths are filled in: the other submission is
+    the ``complete`` control's notebook, the outside file ``escaped.txt`` beside ``out_dir``.
+    """
+    out_dir = Path(out_dir).resolve()
+    targets = copy.deepcopy(targets or Targets())
+    other = out_dir / "complete" / f"{notebook_name}.ipynb"
+    targets.other_submission = targets.other_submission or str(other)
+    targets.outside = targets.outside or str(out_dir.parent / "escaped.txt")
+    cases = build_cases(source_nb, release_nb, only, targets, notebook_name)
     if controls:
         p = parts_of(source_nb)
         cases = cases + [
