@@ -174,7 +174,8 @@ def _dlocal(ctx):
     for k in range(hit.shape[0]):
         if not fits[k].any():
             raise Fail(f"token {k} changes pixels outside one patch: the tokens are scrambled into the image "
-                       "(view/reshape instead of permute/rearrange '(h w) (c p1 p2) -> c (h p1) (w p2)')")
+                       "(a view/reshape where an axis permutation belongs: undo the patchifier's "
+                       "token order)")
         if not hit[k].any():
             raise Fail(f"token {k} does not affect the image at all")
 
