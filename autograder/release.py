@@ -136,8 +136,8 @@ def student_readme(assignments: Sequence[str] = ASSIGNMENTS) -> str:
     """The student repository's README: open on Colab, or install locally."""
     from . import colab
 
-    url, ref = colab.STUDENT_REPO_URL.rstrip("/"), colab.check_ref()
-    name = colab.check_repo_url().split("/")[1]
+    slug, ref = colab.check_repo_url(), colab.check_ref()
+    url, name = f"https://github.com/{slug}", slug.split("/")[1]
     rows = "\n".join(f"| `{a}` | {colab.badge_markdown(a)} |" for a in assignments)
     return f"""# cfgflow: flow matching with classifier-free guidance
 
