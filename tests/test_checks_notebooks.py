@@ -48,3 +48,41 @@ def test_notebook_classes(assignment, folder, full, capsys):
                 assert rep.earned == 1.0, (part, hidden, rep.text)
             else:
                 assert rep.earned == 0.0 and "NotImplementedError" in rep.text, (part, hidden, rep.text)
+
+
+@pytest.mark.slow  # nbgrader generate_assignment + autograde of two examples (about 2 minutes)
+def test_plain_nbgrader_grades_the_examples(tmp_path):
+    """Without the engine (no grading key, no start-up import): a course folder with the source
+    notebook, ``nbgrader generate_assignment`` and ``nbgrader autograde`` as an instructor runs
+    them. The visible cells use the student runtime, the hidden cells import autograder.checks."""
+    import os
+    import shutil
+    import sqlite3
+    import subprocess
+    import sys
+
+    a = "01_cfg"
+    (tmp_path / "source" / a).mkdir(parents=True)
+    shutil.copy(ROOT / "solutions" / a / f"{a}.ipynb", tmp_path / "source" / a)
+    for student in ("complete", "buggy"):
+        dest = tmp_path / "submitted" / student / a
+        dest.mkdir(parents=True)
+        shutil.copy(ROOT / "autograder" / "examples" / a / student / f"{a}.ipynb", dest)
+    (tmp_path / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.CourseDirectory.course_id = 'plain'\nc.Execute.timeout = 300\n"
+        "c.Autograde.create_student = True\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               CFGFLOW_OFFLINE="1", MPLBACKEND="Agg")
+    env.pop("CFGFLOW_GRADE_KEY", None)
+    for cmd in (["generate_assignment", a, "--force"], ["autograde", a, "--force"]):
+        proc = subprocess.run([sys.executable, "-m", "nbgrader", *cmd], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    with sqlite3.connect(tmp_path / "gradebook.db") as db:
+        rows = db.execute(
+            "SELECT student.id, SUM(COALESCE(grade.manual_score, grade.auto_score)) FROM grade "
+            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
+            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
+            "JOIN student ON submitted_assignment.student_id = student.id GROUP BY student.id").fetchall()
+    totals = {s: round(t, 2) for s, t in rows}
+    assert totals == {"complete": 15.0, "buggy": 8.33}, totals
