@@ -140,6 +140,26 @@ def formula_findings(text: str) -> Iterator[str]:
             yield f"{where}: imports {nxt[0]} (instructor package)"
 
 
+# Findings that are no answer, each for one file and with its reason. The student runtime's
+# ``check`` routes ``hidden=True`` to the runner that the instructors' ``autograder.checks``
+# registers in the grading environment (it holds no hidden size, seed or check), the signed
+# result line names its mode, and the refusal of reference classes looks ``cfgflow_ref`` up by
+# name in ``sys.modules`` (it never imports it).
+ALLOWED = {
+    ("cfgflow/checks/__init__.py", "hidden tests"): "docstring and routing of check(hidden=True)",
+    ("cfgflow/checks/__init__.py", "`if hidden`"): "routing to the registered hidden runner",
+    ("cfgflow/checks/__init__.py", "hidden=True"): "routing to the registered hidden runner",
+    ("cfgflow/checks/_signing.py", "`if hidden`"): "the mode field of the signed line",
+    ("cfgflow/checks/_core.py", "names cfgflow_ref"): "refusal of reference classes by module name",
+}
+
+
+def _allowed(problem: str) -> bool:
+    rel, _, what = problem.partition(": ")
+    what = what.split(": ", 1)[1] if what.startswith("line ") else what
+    return any(rel.endswith(f) and what.startswith(w) for f, w in ALLOWED)
+
+
 def scan(root: str, files: List[str]) -> List[str]:
     """Every answer found in ``files`` (paths relative to ``root``): see the module docstring."""
     names, sol = graded_names(), solution_lines()
@@ -171,7 +191,7 @@ def scan(root: str, files: List[str]) -> List[str]:
         found = {_normalise(line) for src in (code if rel.endswith(".ipynb") else [text])
                  for line in src.splitlines()} & sol
         problems += [f"{rel}: solution line {line!r}" for line in sorted(found)]
-    return problems
+    return [p for p in problems if not _allowed(p)]
 
 
 def _files(root: str) -> List[str]:
