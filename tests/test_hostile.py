@@ -62,7 +62,7 @@ def _grade(subs: Path, source_dir: Path, out: Path, *extra: str, home: Path = No
     env.setdefault("CFGFLOW_DATA", "/tmp/mnistcache")
     cmd = [sys.executable, "-m", "autograder.grade", str(subs), "--assignment", ASSIGNMENT,
            "--source", str(source_dir), "--workers", "2", "--out", str(out), "--no-progress", *LIMITS, *extra]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     print(proc.stdout)
     with open(out / "grades.csv", newline="", encoding="utf-8") as f:
