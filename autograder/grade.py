@@ -72,12 +72,15 @@ NO_ISOLATION_WARNING = (
     "--require-isolation to refuse to grade without it.")
 
 # Signed check results: test cells that call the check library must show a line signed with the
-# submission's key for every point they score (autograder/_signing.py).
+# submission's key for every point they score (cfgflow/checks/_signing.py).
 # CHECKS_MODULE is the one place naming the module a signed kernel imports at start-up (it takes
 # the key); a move of the check library changes this line only. Signing is imported from
-# autograder._signing in _verify_signatures only.
+# cfgflow.checks._signing in _verify_signatures only.
 CHECKS_MODULE = "cfgflow.checks"
 GUARD_MODULE = "autograder._kernel_guard"  # imported by every grading kernel first
+# The hidden checks (autograder.checks) run the reference implementations: the grading kernel
+# imports this package although no notebook cell names it.
+REFERENCE_PACKAGE = "cfgflow_ref"
 GRADE_KEY_ENV = "CFGFLOW_GRADE_KEY"
 _CALLS_CHECK = re.compile(r"(?<![\w.])(?:" + re.escape(CHECKS_MODULE + ".") + r")?check\s*\(")
 _CHECK_PART = re.compile(r"check\s*\(\s*[\"'](\w+)[\"']")
@@ -232,7 +235,7 @@ def nbgrader_config(course_root: Path, cfg: GradeConfig, signed: bool = False,
     # Before any notebook cell runs, the kernel imports the exit guard (exit(), quit() and
     # os._exit() in a cell stop that cell instead of ending the kernel: autograder/_kernel_guard.py)
     # and, for signed results, the check library: it takes the grading key out of the environment
-    # (see autograder/_gradekey.py) before student code can read it, and captures the functions it
+    # (see cfgflow/checks/_gradekey.py) before student code can read it, and captures the functions it
     # relies on unpatched. That import (torch) then happens during kernel start-up: allow for it.
     start_up = [f"__import__('{GUARD_MODULE}')"] + ([f"__import__('{CHECKS_MODULE}')"] if signed else [])
     c.Execute.extra_arguments = ["--InteractiveShellApp.exec_lines=" + "; ".join(start_up)]
@@ -559,7 +562,8 @@ def _imported_top_levels(source_nbs: list[Path]) -> set[str]:
     """Top-level module names the source notebooks import, plus the engine's kernel modules."""
     import nbformat
 
-    names = {__name__.split(".")[0], GUARD_MODULE.split(".")[0], CHECKS_MODULE.split(".")[0]}
+    names = {__name__.split(".")[0], GUARD_MODULE.split(".")[0], CHECKS_MODULE.split(".")[0],
+             REFERENCE_PACKAGE}
     pattern = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", re.M)
     for path in source_nbs:
         for cell in nbformat.read(str(path), as_version=4).cells:
