@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
@@ -31,13 +30,7 @@ def _attend(q, k, v, scale, axis=-1):
 def _candidates(model, dim):
     """Yield ``(qkv_fn, outs)``: qkv_fn(x, heads) -> q, k, v as (b, h, n, hd); outs the possible
     output projections (None: no projection)."""
-    lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    sq = [m for m in lins if m.in_features == dim and m.out_features == dim]
-    fused = [(m.weight, m.bias) for m in lins if m.in_features == dim and m.out_features == 3 * dim]
-    for m in model.modules():
-        if isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
-            fused.append((m.in_proj_weight, m.in_proj_bias))
-            sq.append(m.out_proj)
+    lins, sq, fused = visible.projections(model, dim)
 
     def proj(m):
         return lambda o: F.linear(o, m.weight, m.bias)

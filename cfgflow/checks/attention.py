@@ -35,10 +35,10 @@ HEADS = ["(h hd)", "(hd h)"]
 NO_OUT = "missing output projection: apply the output Linear(dim, dim) to the merged heads"
 
 
-def candidates(model, dim):
-    """Yield ``(write, outs)``: ``write(h, wq, wk, wv)`` puts canonical q/k/v weights (each
-    ``(dim, dim)``, rows ``(h hd)``) into the student's projections in one layout (``ValueError``
-    when ``h`` does not divide them); ``outs`` the possible output projections (None: none)."""
+def projections(model, dim):
+    """The student's candidate projections: every ``nn.Linear``, the square ``Linear(dim, dim)``
+    ones (q, k, v or output) and the fused ``(weight, bias)`` of ``Linear(dim, 3 dim)`` or an
+    ``nn.MultiheadAttention`` (whose output projection joins the square ones)."""
     lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
     sq = [m for m in lins if m.in_features == dim and m.out_features == dim]
     fused = [(m.weight, m.bias) for m in lins if m.in_features == dim and m.out_features == 3 * dim]
@@ -46,6 +46,14 @@ def candidates(model, dim):
         if isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
             fused.append((m.in_proj_weight, m.in_proj_bias))
             sq.append(m.out_proj)
+    return lins, sq, fused
+
+
+def candidates(model, dim):
+    """Yield ``(write, outs)``: ``write(h, wq, wk, wv)`` puts canonical q/k/v weights (each
+    ``(dim, dim)``, rows ``(h hd)``) into the student's projections in one layout (``ValueError``
+    when ``h`` does not divide them); ``outs`` the possible output projections (None: none)."""
+    lins, sq, fused = projections(model, dim)
 
     def put(weight, bias, value):
         weight.copy_(value)
