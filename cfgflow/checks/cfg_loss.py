@@ -152,18 +152,24 @@ class _FixedModel(nn.Module):
         return out
 
 
+def _loss_and_calls(trainer, path, b):
+    """``trainer.get_train_loss(b)`` with its recorded doubles: ``(loss, log, last model call)``;
+    a loss that never sampled the data or called the model fails with what is missing."""
+    loss = trainer.get_train_loss(batch_size=b)
+    if not path.log["data"]:
+        raise Fail("p_data was never sampled: draw (z, y) with self.path.p_data.sample(batch_size)")
+    if not trainer.model.calls:
+        raise Fail("the model was never called: compute self.model(x, t, y)")
+    return loss, path.log, trainer.model.calls[-1]
+
+
 def fixed_run(cls, cfg, data):
     """``get_train_loss(LOSS_B)`` of ``cls`` with the deterministic doubles: ``(loss, log, last
     model call)``."""
     path = _FixedPath(_data.tensor(data, "z"), _data.tensor(data, "y").long(), _data.tensor(data, "noise"))
     trainer = cls(path=path, eta=cfg["eta"], null_label=cfg["null_label"], eps=cfg["eps"])
     trainer.model = _FixedModel(_data.tensor(data, "shift"))
-    loss = trainer.get_train_loss(batch_size=LOSS_B)
-    if not path.log["data"]:
-        raise Fail("p_data was never sampled: draw (z, y) with self.path.p_data.sample(batch_size)")
-    if not trainer.model.calls:
-        raise Fail("the model was never called: compute self.model(x, t, y)")
-    return loss, path.log, trainer.model.calls[-1]
+    return _loss_and_calls(trainer, path, LOSS_B)
 
 
 def _run(ctx, b=None, device="cpu"):
@@ -171,12 +177,7 @@ def _run(ctx, b=None, device="cpu"):
     path = _Path(ctx["dim"], ctx["classes"], device)
     trainer = ctx.cls(path=path, eta=ctx["eta"], null_label=ctx["null_label"], eps=ctx["eps"])
     trainer.model = _Model(ctx["dim"]).to(device)
-    loss = trainer.get_train_loss(batch_size=b)
-    if not path.log["data"]:
-        raise Fail("p_data was never sampled: draw (z, y) with self.path.p_data.sample(batch_size)")
-    if not trainer.model.calls:
-        raise Fail("the model was never called: compute self.model(x, t, y)")
-    return loss, path.log, trainer.model.calls[-1]
+    return _loss_and_calls(trainer, path, b)
 
 
 def _t_of(call):
