@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
+import dataclasses
 import sys
 import tempfile
 import time
@@ -37,24 +37,21 @@ from autograder.grade import (
     CellInfo,
     GradeConfig,
     StudentResult,
+    add_config_options,
+    check_parts,
+    config_from_args,
     grade_submissions,
     score_table,
 )
 
 ASSIGNMENTS = ("01_cfg", "02_dit")
-_CHECK_CALL = re.compile(r"""check\(\s*["'](\w+)["']""")
 
 
 def cell_parts(source_nb_path: Path) -> Dict[str, str]:
-    """``{"{notebook}/{grade_id}": part}`` for grade cells that call ``check("<part>", ...)``."""
+    """``{"{notebook}/{grade_id}": part}`` for grade cells that call ``check("<part>", ...)``
+    (the first part a cell names; :func:`autograder.grade.parts.check_parts`)."""
     nb = nbformat.read(str(source_nb_path), as_version=4)
-    parts = {}
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        m = _CHECK_CALL.search(cell.source)
-        if meta.get("grade") and m:
-            parts[f"{source_nb_path.stem}/{meta['grade_id']}"] = m.group(1)
-    return parts
+    return {f"{source_nb_path.stem}/{gid}": parts[0] for gid, parts in check_parts(nb).items() if parts}
 
 
 def expectation_failures(assignment: str, results: Sequence[StudentResult], cells: Sequence[CellInfo],
@@ -140,22 +137,28 @@ def write_summary(path: Path, report: Dict[str, dict]) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m autograder.pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("pipeline_out"))
-    p.add_argument("--workers", type=int, default=None, help="default: os.cpu_count()")
     p.add_argument("--assignments", nargs="+", default=list(ASSIGNMENTS))
     p.add_argument("--examples", type=Path, default=None,
                    help="grade this prepared folder ({assignment}/{student}/...) instead of fresh examples")
-    p.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
-    p.add_argument("--cell-timeout", type=int, default=GradeConfig.cell_timeout_s)
-    p.add_argument("--submission-timeout", type=float, default=GradeConfig.submission_timeout_s)
-    p.add_argument("--mem-mb", type=int, default=GradeConfig.mem_mb)
-    p.add_argument("--no-progress", action="store_true")
+    # the engine's options, from the one definition (autograder/grade/config.py)
+    add_config_options(p, exclude=_NOT_OPTIONS, workers=None)
     args = p.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         p.error(f"--out {args.out} exists and is not a directory")
-    report = run_pipeline(args.out, args.workers, args.assignments, args.examples, args.source,
-                          progress=not args.no_progress, cell_timeout_s=args.cell_timeout,
-                          submission_timeout_s=args.submission_timeout, mem_mb=args.mem_mb)
+    try:
+        cfg = config_from_args(args, exclude=_NOT_OPTIONS)  # checks the values, names a bad option
+    except ValueError as exc:
+        p.error(str(exc))
+    grade_kwargs = {f: getattr(cfg, f) for f in _ENGINE_FIELDS}
+    report = run_pipeline(args.out, args.workers and cfg.workers, args.assignments, args.examples,
+                          cfg.source_dir, **grade_kwargs)
     return 1 if any(rep["failures"] for rep in report.values()) else 0
+
+
+# GradeConfig fields the pipeline sets itself (one run per assignment, every student, own temp dirs)
+_NOT_OPTIONS = ("assignment", "shard", "workdir")
+_ENGINE_FIELDS = [f.name for f in dataclasses.fields(GradeConfig)
+                  if f.name not in (*_NOT_OPTIONS, "workers", "source_dir")]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+"""Parallel batch autograding with nbgrader, each submission in its own sandbox.
+
+``python -m autograder.grade SUBMISSIONS_DIR --assignment 01_cfg --workers N --out OUTDIR``
+
+The package, by concern (docs/grading.md has the instructor's view):
+
+* :mod:`~autograder.grade.config` -- :class:`GradeConfig`, the one config object: the CLI options
+  of this command and of ``python -m autograder.pipeline`` are generated from its fields, and the
+  traitlets config handed to nbgrader derives from it.
+* :mod:`~autograder.grade.engine` -- the template course (``nbgrader generate_assignment`` once),
+  one private course copy and one sandboxed worker process per submission, ``N`` at once.
+* :mod:`~autograder.grade.worker` -- the worker: ``nbgrader autograde`` and ``generate_feedback``
+  for one student.
+* :mod:`~autograder.grade.preprocessors` -- the engine's steps inside nbgrader's chains: metadata
+  repair, signature check of the check library's results, the feedback banner (rendered by the
+  nbconvert template ``templates/feedback/cfgflow_feedback.html.j2``).
+* :mod:`~autograder.grade.parts` -- which check-library part each test cell checks.
+* :mod:`~autograder.grade.outputs` -- results, ``grades.csv``, plain feedback pages, score table.
+* :mod:`~autograder.grade.merge` -- the batch gradebook, and joining ``--shard`` runs (``--merge``).
+* :mod:`~autograder.grade.cli` -- the command line.
+
+A submission that cannot be read, crashes the grader, times out or is killed for memory still gets
+a row: 0 for every cell not graded and a ``status`` / ``reason``. Results do not depend on the
+number of workers (rows sorted by student; each grading is independent).
+"""
+
+from autograder.grade.cli import main
+from autograder.grade.config import (
+    CHECKS_MODULE,
+    COURSE_ID,
+    DEFAULT_IGNORE_PATTERN,
+    DEFAULT_SOURCE,
+    GRADE_KEY_ENV,
+    GUARD_MODULE,
+    ISOLATION_BWRAP,
+    ISOLATION_NONE,
+    REFERENCE_PACKAGE,
+    REPO_ROOT,
+    SANDBOX_KERNEL,
+    STATUS_OK,
+    GradeConfig,
+    add_config_options,
+    config_from_args,
+    parse_shard,
+    shard_students,
+)
+from autograder.grade.engine import (
+    NO_ISOLATION_WARNING,
+    Sources,
+    build_template,
+    find_submissions,
+    grade_one,
+    grade_submissions,
+    sandbox_binds,
+    source_notebooks,
+    write_outputs,
+)
+from autograder.grade.merge import merge_gradebook, merge_shards
+from autograder.grade.outputs import (
+    CellInfo,
+    StudentResult,
+    csv_columns,
+    plain_feedback_page,
+    score_table,
+    write_csv,
+)
+from autograder.grade.parts import check_parts
+from autograder.grade.worker import TAMPER_NOTE
+
+__all__ = [
+    "CHECKS_MODULE", "COURSE_ID", "DEFAULT_IGNORE_PATTERN", "DEFAULT_SOURCE", "GRADE_KEY_ENV",
+    "GUARD_MODULE", "ISOLATION_BWRAP", "ISOLATION_NONE", "NO_ISOLATION_WARNING", "REFERENCE_PACKAGE",
+    "REPO_ROOT", "SANDBOX_KERNEL", "STATUS_OK", "TAMPER_NOTE", "CellInfo", "GradeConfig", "Sources",
+    "StudentResult", "add_config_options", "build_template", "check_parts", "config_from_args",
+    "csv_columns", "find_submissions", "grade_one", "grade_submissions", "main", "merge_gradebook",
+    "merge_shards", "parse_shard", "plain_feedback_page", "sandbox_binds", "score_table",
+    "shard_students", "source_notebooks", "write_csv", "write_outputs",
+]

@@ -1,0 +1,63 @@
+"""``python -m autograder.grade``: grade a folder, one shard of it, or merge shards' outputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from autograder.grade.config import add_config_options, config_from_args
+
+
+def parser() -> argparse.ArgumentParser:
+    from autograder.grade import __doc__ as doc
+
+    p = argparse.ArgumentParser(prog="python -m autograder.grade", description=doc.split("\n\n")[0])
+    p.add_argument("submissions", nargs="?", type=Path,
+                   help="folder of {student}/{assignment}.ipynb or {student}/{assignment}/*.ipynb")
+    add_config_options(p)  # one option per GradeConfig field (autograder/grade/config.py)
+    p.add_argument("--out", type=Path, default=Path("grading_out"))
+    p.add_argument("--student", action="append", help="grade only these students (repeatable)")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="SHARD_OUT",
+                   help="merge the --out folders of several runs into --out instead of grading")
+    p.add_argument("--worker-job", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.worker_job:
+        from autograder.grade.worker import worker_main
+
+        return worker_main(args.worker_job)
+    from autograder.grade.engine import grade_submissions
+    from autograder.grade.merge import merge_shards
+    from autograder.grade.outputs import score_table
+
+    if args.merge:
+        merged = merge_shards(args.merge, args.out, args.assignment)
+        print(f"merged {len(args.merge)} shards: {len(merged)} students -> {args.out}/grades.csv, "
+              f"{args.out}/feedback/, {args.out}/gradebook.db")
+        return 0
+    if args.submissions is None:
+        p.error("SUBMISSIONS_DIR is required")
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        p.error(str(exc))
+    t0 = time.perf_counter()
+    try:
+        results, cells = grade_submissions(args.submissions, cfg, args.out, students=args.student)
+    except RuntimeError as exc:
+        if "--require-isolation" not in str(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    dt = time.perf_counter() - t0
+    print(score_table(results, cells, title=f"{cfg.assignment}: {len(results)} submissions"))
+    print(f"\n{len(results)} submissions in {dt:.1f} s with {cfg.workers} workers; "
+          f"wrote {args.out}/grades.csv, {args.out}/feedback/, {args.out}/gradebook.db")
+    return 0
