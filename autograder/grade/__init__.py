@@ -24,55 +24,65 @@ a row: 0 for every cell not graded and a ``status`` / ``reason``. Results do not
 number of workers (rows sorted by student; each grading is independent).
 """
 
-from autograder.grade.cli import main
-from autograder.grade.config import (
-    CHECKS_MODULE,
-    COURSE_ID,
-    DEFAULT_IGNORE_PATTERN,
-    DEFAULT_SOURCE,
-    GRADE_KEY_ENV,
-    GUARD_MODULE,
-    ISOLATION_BWRAP,
-    ISOLATION_NONE,
-    REFERENCE_PACKAGE,
-    REPO_ROOT,
-    SANDBOX_KERNEL,
-    STATUS_OK,
-    GradeConfig,
-    add_config_options,
-    config_from_args,
-    parse_shard,
-    shard_students,
-)
-from autograder.grade.engine import (
-    NO_ISOLATION_WARNING,
-    Sources,
-    build_template,
-    find_submissions,
-    grade_one,
-    grade_submissions,
-    sandbox_binds,
-    source_notebooks,
-    write_outputs,
-)
-from autograder.grade.merge import merge_gradebook, merge_shards
-from autograder.grade.outputs import (
-    CellInfo,
-    StudentResult,
-    csv_columns,
-    plain_feedback_page,
-    score_table,
-    write_csv,
-)
-from autograder.grade.parts import check_parts
-from autograder.grade.worker import TAMPER_NOTE
+# The public names, imported on first use (PEP 562): a worker process imports only what it runs
+# (``python -m autograder.grade --worker-job`` must not pay for the engine's imports).
+_EXPORTS = {
+    "cli": ("main",),
+    "config": (
+        "CHECKS_MODULE",
+        "COURSE_ID",
+        "DEFAULT_IGNORE_PATTERN",
+        "DEFAULT_SOURCE",
+        "GRADE_KEY_ENV",
+        "GUARD_MODULE",
+        "ISOLATION_BWRAP",
+        "ISOLATION_NONE",
+        "REFERENCE_PACKAGE",
+        "REPO_ROOT",
+        "SANDBOX_KERNEL",
+        "STATUS_OK",
+        "GradeConfig",
+        "add_config_options",
+        "config_from_args",
+        "parse_shard",
+        "shard_students",
+    ),
+    "engine": (
+        "NO_ISOLATION_WARNING",
+        "Sources",
+        "build_template",
+        "find_submissions",
+        "grade_one",
+        "grade_submissions",
+        "sandbox_binds",
+        "source_notebooks",
+        "write_outputs",
+    ),
+    "merge": ("merge_gradebook", "merge_shards"),
+    "outputs": (
+        "CellInfo",
+        "StudentResult",
+        "csv_columns",
+        "plain_feedback_page",
+        "score_table",
+        "write_csv",
+    ),
+    "parts": ("check_parts",),
+    "worker": ("TAMPER_NOTE",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
 
-__all__ = [
-    "CHECKS_MODULE", "COURSE_ID", "DEFAULT_IGNORE_PATTERN", "DEFAULT_SOURCE", "GRADE_KEY_ENV",
-    "GUARD_MODULE", "ISOLATION_BWRAP", "ISOLATION_NONE", "NO_ISOLATION_WARNING", "REFERENCE_PACKAGE",
-    "REPO_ROOT", "SANDBOX_KERNEL", "STATUS_OK", "TAMPER_NOTE", "CellInfo", "GradeConfig", "Sources",
-    "StudentResult", "add_config_options", "build_template", "check_parts", "config_from_args",
-    "csv_columns", "find_submissions", "grade_one", "grade_submissions", "main", "merge_gradebook",
-    "merge_shards", "parse_shard", "plain_feedback_page", "sandbox_binds", "score_table",
-    "shard_students", "source_notebooks", "write_csv", "write_outputs",
-]
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

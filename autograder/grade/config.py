@@ -40,7 +40,7 @@ ISOLATION_BWRAP, ISOLATION_NONE = "bwrap", "none"
 # submission's key for every point they score (cfgflow/checks/_signing.py).
 # CHECKS_MODULE is the one place naming the module a signed kernel imports at start-up (it takes
 # the key); a move of the check library changes this line only. Signing is imported from
-# cfgflow.checks._signing in autograder.grade.preprocessors.VerifySignatures only.
+# cfgflow.checks._signing in autograder.grade.preprocessors.signing_module only.
 CHECKS_MODULE = "cfgflow.checks"
 GUARD_MODULE = "autograder._kernel_guard"  # imported by every grading kernel first
 # The hidden checks (autograder.checks) run the reference implementations: the grading kernel
@@ -179,6 +179,11 @@ class GradeConfig:
         # cell, not the notebook: with nbgrader's default (True) nbclient raises and the whole
         # autograde fails.
         c.Execute.raise_on_iopub_timeout = False
+        # Once the last cell has run, kill the kernel instead of asking it to exit: the outputs are
+        # in, and a graceful exit (torch's teardown, the student's atexit code) cost 2-5 s per
+        # submission. The sandboxed kernel's bwrap has --die-with-parent, and run_limited kills
+        # whatever of the worker's tree is left when the worker ends.
+        c.Execute.shutdown_kernel = "immediate"
         c.IgnorePattern.enabled = bool(self.ignore_pattern)
         c.IgnorePattern.pattern = self.ignore_pattern
         c.OverwriteCells.add_missing_cells = True  # re-add deleted grade/test cells

@@ -318,6 +318,7 @@ def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> Stud
         cmd = outer.argv(sandbox.bwrap_path()) + cmd
     (course / "job.json").write_text(json.dumps(job))
     t_copy = time.perf_counter() - t0
+    t_popen = time.time()
     res = sandbox.run_limited(cmd, timeout_s=cfg.submission_timeout_s, mem_mb=cfg.mem_mb,
                               cwd=str(course), env=env, max_procs=cfg.max_procs)
     out = StudentResult(student, isolation=isolation)
@@ -343,7 +344,8 @@ def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> Stud
     if out.status in ("timeout", "memory", "processes", "crash") and res.stderr:
         out.notes.append("grader stderr (tail): " + tail(res.stderr, 800))
     out.wall_s = time.perf_counter() - t0
-    out.timings.update(course_copy=t_copy, process=out.wall_s - t_copy)
+    out.timings.update(course_copy=t_copy, process=out.wall_s - t_copy, popen_epoch=t_popen,
+                       return_epoch=t_popen + res.wall_s)
     out.peak_rss_mb = float(getattr(res, "peak_rss_mb", 0.0) or 0.0)
     if not cfg.keep_workdirs:
         shutil.rmtree(course, ignore_errors=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Dict, Unicode
 
-from autograder.grade.config import FEEDBACK_TEMPLATE, TEMPLATES
+from autograder.grade.config import CHECKS_MODULE, FEEDBACK_TEMPLATE, TEMPLATES
 
 STEP_REPAIR, STEP_SIGNATURES = "repair", "signatures"
 
@@ -78,6 +78,25 @@ def _stdout_of(cell) -> str:
                    if o.get("output_type") == "stream" and o.get("name") == "stdout")
 
 
+def signing_module():
+    """``cfgflow.checks._signing`` (standard library only), loaded from its file: importing it
+    through its package would run ``cfgflow/checks/__init__.py`` and with it torch, 2 s of the
+    worker's CPU per submission for a module that needs neither."""
+    import importlib.util
+    import sys
+
+    name = "_cfgflow_grade_signing"
+    if name not in sys.modules:
+        top, _, rest = CHECKS_MODULE.partition(".")
+        spec = importlib.util.find_spec(top)  # locates the package without importing it
+        path = Path(spec.submodule_search_locations[0], *rest.split("."), "_signing.py")
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
 class VerifySignatures(NbGraderPreprocessor):
     """Zero every test cell that scored points without a matching signed check line.
 
@@ -95,8 +114,7 @@ class VerifySignatures(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         from nbgrader.api import Gradebook
 
-        from cfgflow.checks import _signing
-
+        _signing = signing_module()
         info = resources["nbgrader"]
         cells = self.check_cells.get(info["notebook"])
         if not cells or not self.key:

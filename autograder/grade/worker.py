@@ -37,14 +37,16 @@ def tail(text: Optional[str], n: int) -> str:
 def worker_main(job_path: Path) -> int:
     """Autograde one student in a private course; write ``result.json`` next to the job."""
     t_start = time.perf_counter()
+    out_epoch = time.time()
     job = json.loads(Path(job_path).read_text())
     cfg = GradeConfig.from_json(job["cfg"])
     course = Path(job["course"])
     out = {"status": STATUS_OK, "reason": "", "scores": {}, "notes": [], "feedback": None,
-           "timings": {}}
+           "timings": {"worker_start_epoch": out_epoch}}
     result_path = Path(job["result"])
     _grade(job, cfg, course, out, t_start)  # an exception: no result, the parent reports a crash
     out["timings"]["worker_total"] = time.perf_counter() - t_start
+    out["timings"]["worker_end_epoch"] = time.time()
     result_path.write_text(json.dumps(out))
     return 0
 
