@@ -16,8 +16,9 @@ gradebook), one engine after the other, so they share the machine alike.
 Prints per run: wall time, students per minute, mean seconds per student, the 1-minute load
 average before and after (other jobs distort the numbers; record it), and where an engine reports
 them (this tree's ``StudentResult.timings``) the mean seconds per student of each step: the course
-copy, the worker's start-up (interpreter, nbgrader and engine imports), nbgrader ``autograde``
-(kernel start-up plus the notebook's cells), ``generate_feedback``. Also times a bare grading
+copy, the worker's start-up (bwrap, interpreter, nbgrader and engine imports), nbgrader
+``autograde`` (kernel start-up, the notebook's cells, kernel shut-down), ``generate_feedback``,
+the worker's exit, and the whole sandboxed process. Also times a bare grading
 kernel's start-up (the start-up imports every grading kernel runs, inside the sandbox when
 bubblewrap is there) and checks that every run gave the same scores and statuses.
 """
@@ -39,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from autograder.examples.build import STUDENTS, build  # noqa: E402
 from autograder.release import release  # noqa: E402
 
-STEPS = ("course_copy", "worker_setup", "autograde", "feedback", "process")
+STEPS = ("course_copy", "worker_startup", "autograde", "feedback", "worker_exit", "process")
 
 # Run in a fresh interpreter whose PYTHONPATH is the engine's tree: grade, print one JSON line.
 _GRADE = """

@@ -344,8 +344,11 @@ def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> Stud
     if out.status in ("timeout", "memory", "processes", "crash") and res.stderr:
         out.notes.append("grader stderr (tail): " + tail(res.stderr, 800))
     out.wall_s = time.perf_counter() - t0
-    out.timings.update(course_copy=t_copy, process=out.wall_s - t_copy, popen_epoch=t_popen,
-                       return_epoch=t_popen + res.wall_s)
+    out.timings.update(course_copy=t_copy, process=out.wall_s - t_copy)
+    w = out.timings
+    if "worker_start_epoch" in w:  # interpreter, bwrap and imports; interpreter exit
+        w["worker_startup"] = w.pop("worker_start_epoch") - t_popen
+        w["worker_exit"] = t_popen + res.wall_s - w.pop("worker_end_epoch", t_popen + res.wall_s)
     out.peak_rss_mb = float(getattr(res, "peak_rss_mb", 0.0) or 0.0)
     if not cfg.keep_workdirs:
         shutil.rmtree(course, ignore_errors=True)
