@@ -10,8 +10,9 @@ How the limits are enforced (measured on this project's machines, torch 2.x, Lin
 * **Memory: a watchdog on the summed RSS, not ``RLIMIT_AS``.** ``import torch`` alone maps
   about 3.1 GB of virtual address space (RSS about 0.4 GB); with ``RLIMIT_AS`` below 4 GB the
   import fails with ``libtorch_cpu.so: failed to map segment``. So the limit is on resident
-  memory: a thread polls ``/proc`` every ``poll_s`` seconds, sums ``VmRSS`` over the whole
-  process tree and kills the tree when the sum exceeds ``mem_mb``. A generous per-process
+  memory: the watchdog reads the process table through psutil every ``poll_s`` seconds, sums
+  the resident memory over the whole process tree and kills the tree when the sum exceeds
+  ``mem_mb``. A generous per-process
   ``RLIMIT_AS`` (``mem_mb`` + 8 GiB, see ``AS_HEADROOM_MB``) stays as a backstop against a
   single giant allocation outrunning the poll, and ``oom_score_adj=1000`` makes the sandboxed
   processes the kernel's first choice if the machine runs out anyway.
@@ -19,8 +20,8 @@ How the limits are enforced (measured on this project's machines, torch 2.x, Lin
   ``start_new_session=True``, so killing our process group would miss them, and when
   nbgrader dies first the kernel is re-parented to init. Every process is therefore tracked
   two ways: by parent links (walked at every poll, remembered once seen) and by a tag in its
-  environment (``CFGFLOW_SANDBOX_TAG``, inherited by kernels), found by scanning
-  ``/proc/*/environ``. On timeout, memory excess, or normal exit, every tracked process still
+  environment (``CFGFLOW_SANDBOX_TAG``, inherited by kernels), found through psutil's
+  ``Process.environ()``. On timeout, memory excess, or normal exit, every tracked process still
   alive is sent ``SIGKILL``.
 * **Output is capped.** stdout and stderr are drained by threads (so a chatty child never
   blocks on a full pipe); each keeps the first and last ``max_output_bytes / 2`` bytes and
