@@ -62,6 +62,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     t0 = time.perf_counter()
     try:
         results, cells = grade_submissions(args.submissions, cfg, args.out, students=args.student)
+    except ValueError as exc:  # e.g. --student naming no folder
+        p.error(str(exc))
     except RuntimeError as exc:
         if "--require-isolation" not in str(exc):
             raise
