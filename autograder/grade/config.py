@@ -249,6 +249,8 @@ def add_config_options(parser: argparse.ArgumentParser, exclude: Iterable[str] =
     base = GradeConfig()
     for f in _cli_fields(exclude):
         flags, kwargs = f.metadata["cli"]
+        if "action" not in kwargs:  # --cell-timeout CELL_TIMEOUT, not the field's name
+            kwargs = {"metavar": flags[0].lstrip("-").upper().replace("-", "_"), **kwargs}
         parser.add_argument(*flags, dest=f.name, default=defaults.get(f.name, getattr(base, f.name)),
                             **kwargs)
 
