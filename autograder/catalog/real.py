@@ -20,7 +20,7 @@ from .mlp_field import _Given
 # ---------------------------------------------------------------------------------- cfg_loss
 
 
-@mutant("cfg_loss", "t reaches", fraction=0.95)
+@mutant("cfg_loss", "above 1 - eps", fraction=0.95)
 class RealNoEps(_Trainer):
     """t = torch.rand(batch_size, device=...) without the eps: reaches 1 (everything else right)."""
 
