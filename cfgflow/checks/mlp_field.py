@@ -137,7 +137,8 @@ PART = Part(
     "mlp_field",
     [
         SubCheck("shape", "output shape (b, dim)", 1, _shape),
-        SubCheck("values", "equals mlp(cat([x, embedding(y), t])) with your modules", 2, _values),
+        SubCheck("values", "equals mlp(cat of x, embedding(y), t) with your modules (any block order)", 2,
+                 _values),
         SubCheck("t_shapes", "t of shape (b, 1, 1, 1) gives the same result as (b,)", 0.5, _t_shapes),
         SubCheck("batch1", "works at batch size 1", 0.5, _batch1),
         SubCheck("null", "null label (num_classes) accepted", 1, _null),
