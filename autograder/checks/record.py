@@ -55,7 +55,8 @@ def _differs(recorded: str, fresh: str) -> bool:
     if recorded == fresh:
         return False
     a, b = _data.decode(recorded), _data.decode(fresh)
-    if a["config"] != b["config"] or set(a["values"]) != set(b["values"]) or set(a["tensors"]) != set(b["tensors"]):
+    if a["config"] != b["config"] or set(a["values"]) != set(b["values"]) or \
+            set(a["tensors"]) != set(b["tensors"]):
         return True
     for k, v in a["values"].items():
         w = b["values"][k]
