@@ -7,9 +7,9 @@ Fast tests read the committed notebooks; the slow ones regenerate the release wi
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
+import shutil
 import sys
 import types
 
@@ -17,6 +17,8 @@ import nbformat
 import pytest
 
 from autograder import colab
+from autograder.sources import main as sources_main
+from autograder.sources import pair_problems
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSIGNMENTS = ("01_cfg", "02_dit")
@@ -59,26 +61,50 @@ def nbg(cell) -> dict:
     return cell.metadata.get("nbgrader", {})
 
 
-def load_builder():
-    spec = importlib.util.spec_from_file_location("cfgflow_solutions_build",
-                                                  os.path.join(REPO, "solutions", "_build.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 # --------------------------------------------------------------------------------------
 # sources
 # --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)
-def test_sources_are_what_the_builder_writes(a, tmp_path):
-    """solutions/<id>/<id>.ipynb is byte-identical to ``python solutions/_build.py``."""
-    builder = load_builder()
-    builder.main(str(tmp_path))
-    with open(tmp_path / a / f"{a}.ipynb") as f, open(source_path(a)) as g:
-        assert f.read() == g.read(), f"solutions/{a} is stale: run python solutions/_build.py"
+def test_source_pairs_in_sync(a):
+    """solutions/<id>/<id>.py and .ipynb hold the same cells (jupytext pairing)."""
+    assert pair_problems(a) == [], "edit either file, then run jupytext --sync solutions/*/*.py"
+
+
+def test_sources_check_command_names_a_pair_out_of_sync(tmp_path, capsys):
+    """``python -m autograder.sources --check`` (the command CI runs through this test)."""
+    assert sources_main(["--check"]) == 0
+    shutil.copytree(os.path.join(REPO, "solutions", "01_cfg"), tmp_path / "01_cfg")
+    text = tmp_path / "01_cfg" / "01_cfg.py"
+    text.write_text(text.read_text().replace("# # Notebook 1:", "# # Notebook One:"))
+    assert pair_problems("01_cfg", str(tmp_path)) == [
+        "01_cfg: 01_cfg.py and 01_cfg.ipynb differ in the source of intro"]
+
+
+def test_sources_match_the_colab_settings(monkeypatch):
+    """A settings change must be written into the sources: release refuses until it is."""
+    from autograder.release import ReleaseError, release, settings_problems
+
+    assert settings_problems(os.path.join(REPO, "solutions"), ASSIGNMENTS) == []
+    monkeypatch.setattr(colab, "STUDENT_REF", "v2099.1")
+    stale = settings_problems(os.path.join(REPO, "solutions"), ASSIGNMENTS)
+    assert len(stale) == 2 * len(ASSIGNMENTS) and all("v2099.1" in p for p in stale)
+    with pytest.raises(ReleaseError, match="colab_badge cell does not match"):
+        release(["01_cfg"], out_dir="/nonexistent/never-written")
+
+
+def test_sources_settings_command_writes_the_settings_into_both_files(tmp_path, monkeypatch):
+    from autograder.release import settings_problems
+    from autograder.sources import write_settings
+
+    shutil.copytree(os.path.join(REPO, "solutions", "01_cfg"), tmp_path / "01_cfg")
+    shutil.copy(os.path.join(REPO, "solutions", "jupytext.toml"), tmp_path)  # the pairing
+    monkeypatch.setattr(colab, "STUDENT_REF", "v2099.1")
+    write_settings(["01_cfg"], str(tmp_path))
+    assert settings_problems(str(tmp_path), ["01_cfg"]) == [] and pair_problems("01_cfg", str(tmp_path)) == []
+    badge = read(str(tmp_path / "01_cfg" / "01_cfg.ipynb")).cells[0].source
+    assert "/blob/v2099.1/" in badge and "Runtime > Change runtime type" in badge
 
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)
@@ -281,6 +307,8 @@ def test_release_in_sync_with_sources(tmp_path):
             f"notebooks/{a} is out of date: run python -m autograder.release")
         with open(release_path(a, str(tmp_path))) as f, open(release_path(a)) as g:
             assert f.read() == g.read(), "the release is not byte-for-byte deterministic"
+        assert os.listdir(os.path.dirname(release_path(a, str(tmp_path)))) == [f"{a}.ipynb"], (
+            "only the notebook is released (never the text source with the solutions)")
     assert not os.path.exists(os.path.join(REPO, "gradebook.db")), "release wrote a gradebook in the repo"
 
 
