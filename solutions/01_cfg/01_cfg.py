@@ -65,7 +65,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cfgflow.checks import check
 from cfgflow import (
     GMM,
     MLP,
@@ -75,8 +74,9 @@ from cfgflow import (
     LinearBeta,
     Trainer,
 )
+from cfgflow.checks import check
 from cfgflow.data import notebook_mnist
-from cfgflow.plotting import plot_gmm_panels, plot_losses, plot_path_snapshots
+from cfgflow.plotting import plot_losses, plot_path_snapshots
 
 # True while nbgrader validates or autogrades this notebook: the training cells then
 # take a few seconds instead of minutes.
@@ -295,6 +295,7 @@ check("cfg_loss", CFGTrainer, points=4)
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
+
 check("cfg_loss", CFGTrainer, points=6, hidden=True)
 ### END HIDDEN TESTS
 
@@ -351,6 +352,7 @@ check("mlp_field", MLPConditionalVectorField, points=2)
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
+
 check("mlp_field", MLPConditionalVectorField, points=3, hidden=True)
 ### END HIDDEN TESTS
 

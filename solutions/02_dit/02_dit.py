@@ -78,8 +78,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from cfgflow.checks import check
 from cfgflow import MLP, ConditionalVectorField, Trainer
+from cfgflow.checks import check
 
 # True while nbgrader validates or autogrades this notebook: training then takes seconds.
 QUICK_RUN = bool(os.environ.get("NBGRADER_EXECUTION"))
@@ -149,6 +149,7 @@ check("fourier_encoder", FourierEncoder, points=2)
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
+
 check("fourier_encoder", FourierEncoder, points=3, hidden=True)
 ### END HIDDEN TESTS
 
@@ -203,6 +204,7 @@ check("patchifier", Patchifier, points=2)
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
+
 check("patchifier", Patchifier, points=3, hidden=True)
 ### END HIDDEN TESTS
 
@@ -267,6 +269,7 @@ check("mha", MHA, points=3)
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
+
 check("mha", MHA, points=5, hidden=True)
 ### END HIDDEN TESTS
 
@@ -341,6 +344,7 @@ check("dit_layer", DiffusionTransformerLayer, points=3)
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
+
 check("dit_layer", DiffusionTransformerLayer, points=5, hidden=True)
 ### END HIDDEN TESTS
 
@@ -397,6 +401,7 @@ check("dit", DiffusionTransformer, points=2)
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
+
 check("dit", DiffusionTransformer, points=3, hidden=True)
 ### END HIDDEN TESTS
 
@@ -460,6 +465,7 @@ check("depatchifier", Depatchifier, points=2)
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
+
 check("depatchifier", Depatchifier, points=3, hidden=True)
 ### END HIDDEN TESTS
 
@@ -523,6 +529,7 @@ check("mnist_dit", MNISTDiffusionTransformer, points=4)
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
+
 check("mnist_dit", MNISTDiffusionTransformer, points=5, hidden=True)
 ### END HIDDEN TESTS
 
@@ -616,8 +623,7 @@ PRECISION = "auto"  # "auto" (bf16 on A100/L4/H100, fp16 + scaler on a T4, fp32 
 # --------------------------------------------------------------------------------------
 
 # %% nbgrader={"grade": false, "grade_id": "training_setup", "locked": true, "schema_version": 3, "solution": false}
-from cfgflow import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
-from cfgflow import configs
+from cfgflow import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta, configs
 from cfgflow.data import MNISTFallbackWarning, notebook_mnist
 from cfgflow.plotting import plot_guidance_grids, plot_losses
 
