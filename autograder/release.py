@@ -34,9 +34,10 @@ from typing import Dict, List, Optional, Sequence
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from cfgflow.course import ASSIGNMENTS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
-ASSIGNMENTS = ("01_cfg", "02_dit")
 STUDENT_PACKAGE = "cfgflow"
 """The one package the student repository ships (``cfgflow_ref`` and ``autograder`` never)."""
 

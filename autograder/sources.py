@@ -89,7 +89,7 @@ def write_settings(assignments: Sequence[str], source_dir: Optional[str] = None)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .release import ASSIGNMENTS
+    from cfgflow.course import ASSIGNMENTS
 
     parser = argparse.ArgumentParser(prog="python -m autograder.sources",
                                      description=__doc__.split("\n\n")[0])

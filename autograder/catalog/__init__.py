@@ -55,4 +55,9 @@ def entries(part: Optional[str] = None, kind: Optional[str] = None) -> List[Entr
 
 
 def _load():
-    from . import attention, cfg_loss, dit, fourier, mlp_field, patches  # noqa: F401 - registration
+    import importlib
+
+    from cfgflow.course import PARTS
+
+    for module in dict.fromkeys(p.module for p in PARTS.values()):  # importing registers the entries
+        importlib.import_module(f"{__name__}.{module}")

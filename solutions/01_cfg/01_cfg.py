@@ -241,7 +241,7 @@ plt.show()
 #   `self.path.conditional_vector_field(x, z, t)` give $x$ and the target.
 # * The network is `self.model`, called as `self.model(x, t, y)`.
 
-# %% nbgrader={"grade": false, "grade_id": "cfg_trainer", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "cfg_trainer", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "cfg_loss"}
 class CFGTrainer(Trainer):
     """Conditional flow matching with label dropout, for classifier-free guidance.
 
@@ -285,12 +285,12 @@ class CFGTrainer(Trainer):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_cfg_loss", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_cfg_loss", "locked": true, "points": 4, "schema_version": 3, "solution": false} cfgflow={"part": "cfg_loss"}
 # Visible tests for CFGTrainer (4 points). Run me after your implementation.
 # Each line printed below is one sub-check; a failing check says what looks wrong.
 check("cfg_loss", CFGTrainer, points=4)
 
-# %% nbgrader={"grade": true, "grade_id": "test_cfg_loss_hidden", "locked": true, "points": 6, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_cfg_loss_hidden", "locked": true, "points": 6, "schema_version": 3, "solution": false} cfgflow={"part": "cfg_loss"}
 # Hidden tests for CFGTrainer (6 points): stricter checks of the same
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
@@ -309,7 +309,7 @@ check("cfg_loss", CFGTrainer, points=6, hidden=True)
 # trainer passes `(b,)`: reshape it to `(b, 1)` with the batch size you know, never
 # with `t.squeeze()`, which breaks at batch size 1.
 
-# %% nbgrader={"grade": false, "grade_id": "mlp_field", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "mlp_field", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "mlp_field"}
 class MLPConditionalVectorField(ConditionalVectorField):
     """u_t^theta(x | y) = MLP([x, embed(y), t]) for flat data x of shape (b, dim).
 
@@ -342,12 +342,12 @@ class MLPConditionalVectorField(ConditionalVectorField):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_mlp_field", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_mlp_field", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "mlp_field"}
 # Visible tests for MLPConditionalVectorField (2 points). Run me after your implementation.
 # Each line printed below is one sub-check; a failing check says what looks wrong.
 check("mlp_field", MLPConditionalVectorField, points=2)
 
-# %% nbgrader={"grade": true, "grade_id": "test_mlp_field_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_mlp_field_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "mlp_field"}
 # Hidden tests for MLPConditionalVectorField (3 points): stricter checks of the same
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS

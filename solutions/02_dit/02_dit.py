@@ -109,7 +109,7 @@ print(f"device: {device}, quick run: {QUICK_RUN}")
 # tells you if you did). The frequencies are one `nn.Parameter` named `weights` of shape
 # `(d/2,)`, so that they are learned.
 
-# %% nbgrader={"grade": false, "grade_id": "fourier_encoder", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "fourier_encoder", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "fourier_encoder"}
 class FourierEncoder(nn.Module):
     """Random Fourier features of time with learnable frequencies.
 
@@ -139,12 +139,12 @@ class FourierEncoder(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_fourier_encoder", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_fourier_encoder", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "fourier_encoder"}
 # Visible tests for FourierEncoder (2 points). Run me after your implementation.
 # Each line printed below is one sub-check; a failing check says what looks wrong.
 check("fourier_encoder", FourierEncoder, points=2)
 
-# %% nbgrader={"grade": true, "grade_id": "test_fourier_encoder_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_fourier_encoder_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "fourier_encoder"}
 # Hidden tests for FourierEncoder (3 points): stricter checks of the same
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
@@ -165,7 +165,7 @@ check("fourier_encoder", FourierEncoder, points=3, hidden=True)
 # stride=p)` or `nn.Unfold` + `nn.Linear(p * p, d)` are the same map, and both earn full
 # marks. Store the number of tokens as `self.n_tokens`; the full model uses it.
 
-# %% nbgrader={"grade": false, "grade_id": "patchifier", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "patchifier", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "patchifier"}
 class Patchifier(nn.Module):
     """Image -> tokens: each p x p patch mapped linearly to a d-dim token.
 
@@ -194,12 +194,12 @@ class Patchifier(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_patchifier", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_patchifier", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "patchifier"}
 # Visible tests for Patchifier (2 points). Run me after your implementation.
 # Each line printed below is one sub-check; a failing check says what looks wrong.
 check("patchifier", Patchifier, points=2)
 
-# %% nbgrader={"grade": true, "grade_id": "test_patchifier_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_patchifier_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "patchifier"}
 # Hidden tests for Patchifier (3 points): stricter checks of the same
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
@@ -225,7 +225,7 @@ check("patchifier", Patchifier, points=3, hidden=True)
 # both fine. einops' `rearrange(q, "b n (h hd) -> b h n hd", h=heads)` splits heads
 # cleanly.
 
-# %% nbgrader={"grade": false, "grade_id": "mha", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "mha", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "mha"}
 class MHA(nn.Module):
     """Multi-head self-attention with an output projection.
 
@@ -259,12 +259,12 @@ class MHA(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_mha", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_mha", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "mha"}
 # Visible tests for MHA (3 points). Run me after your implementation.
 # Each line printed below is one sub-check; a failing check says what looks wrong.
 check("mha", MHA, points=3)
 
-# %% nbgrader={"grade": true, "grade_id": "test_mha_hidden", "locked": true, "points": 5, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_mha_hidden", "locked": true, "points": 5, "schema_version": 3, "solution": false} cfgflow={"part": "mha"}
 # Hidden tests for MHA (5 points): stricter checks of the same
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
@@ -295,7 +295,7 @@ check("mha", MHA, points=5, hidden=True)
 # `MLP([dim, 4 * dim, dim])` (GELU or SiLU) for the feed-forward part. LayerNorm or
 # RMSNorm, with or without affine parameters, and any order of the six chunks: all fine.
 
-# %% nbgrader={"grade": false, "grade_id": "dit_layer", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "dit_layer", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "dit_layer"}
 class DiffusionTransformerLayer(nn.Module):
     """One DiT block with adaLN-Zero conditioning: (b, n, d), c (b, d) -> (b, n, d).
 
@@ -334,12 +334,12 @@ class DiffusionTransformerLayer(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_dit_layer", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_dit_layer", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "dit_layer"}
 # Visible tests for DiffusionTransformerLayer (3 points). Run me after your implementation.
 # Each line printed below is one sub-check; a failing check says what looks wrong.
 check("dit_layer", DiffusionTransformerLayer, points=3)
 
-# %% nbgrader={"grade": true, "grade_id": "test_dit_layer_hidden", "locked": true, "points": 5, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_dit_layer_hidden", "locked": true, "points": 5, "schema_version": 3, "solution": false} cfgflow={"part": "dit_layer"}
 # Hidden tests for DiffusionTransformerLayer (5 points): stricter checks of the same
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
@@ -358,7 +358,7 @@ check("dit_layer", DiffusionTransformerLayer, points=5, hidden=True)
 # with the same `c`. Add the encoding **out of place** (`x = x + pos`): `x += pos` would
 # modify the caller's tensor.
 
-# %% nbgrader={"grade": false, "grade_id": "dit", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "dit", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "dit"}
 class DiffusionTransformer(nn.Module):
     """Learned positional encodings plus ``depth`` DiT layers: (b, n, d) -> (b, n, d).
 
@@ -391,12 +391,12 @@ class DiffusionTransformer(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_dit", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_dit", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "dit"}
 # Visible tests for DiffusionTransformer (2 points). Run me after your implementation.
 # Each line printed below is one sub-check; a failing check says what looks wrong.
 check("dit", DiffusionTransformer, points=2)
 
-# %% nbgrader={"grade": true, "grade_id": "test_dit_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_dit_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "dit"}
 # Hidden tests for DiffusionTransformer (3 points): stricter checks of the same
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
@@ -420,7 +420,7 @@ check("dit", DiffusionTransformer, points=3, hidden=True)
 #
 # The tests check the layout: a token's features must land in its own patch.
 
-# %% nbgrader={"grade": false, "grade_id": "depatchifier", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "depatchifier", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "depatchifier"}
 class Depatchifier(nn.Module):
     """Tokens -> image: (b, n, d) -> (b, 1, img_size, img_size).
 
@@ -455,12 +455,12 @@ class Depatchifier(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_depatchifier", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_depatchifier", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "depatchifier"}
 # Visible tests for Depatchifier (2 points). Run me after your implementation.
 # Each line printed below is one sub-check; a failing check says what looks wrong.
 check("depatchifier", Depatchifier, points=2)
 
-# %% nbgrader={"grade": true, "grade_id": "test_depatchifier_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_depatchifier_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "depatchifier"}
 # Hidden tests for Depatchifier (3 points): stricter checks of the same
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
@@ -483,7 +483,7 @@ check("depatchifier", Depatchifier, points=3, hidden=True)
 # `(b, 1, 1, 1)` from some samplers: reshape it with the batch size; `t.squeeze()` would
 # break at batch size 1.
 
-# %% nbgrader={"grade": false, "grade_id": "mnist_dit", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "mnist_dit", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "mnist_dit"}
 class MNISTDiffusionTransformer(ConditionalVectorField):
     """u_t^theta(x | y) for (b, 1, 32, 32) images.
 
@@ -519,12 +519,12 @@ class MNISTDiffusionTransformer(ConditionalVectorField):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_mnist_dit", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_mnist_dit", "locked": true, "points": 4, "schema_version": 3, "solution": false} cfgflow={"part": "mnist_dit"}
 # Visible tests for MNISTDiffusionTransformer (4 points). Run me after your implementation.
 # Each line printed below is one sub-check; a failing check says what looks wrong.
 check("mnist_dit", MNISTDiffusionTransformer, points=4)
 
-# %% nbgrader={"grade": true, "grade_id": "test_mnist_dit_hidden", "locked": true, "points": 5, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test_mnist_dit_hidden", "locked": true, "points": 5, "schema_version": 3, "solution": false} cfgflow={"part": "mnist_dit"}
 # Hidden tests for MNISTDiffusionTransformer (5 points): stricter checks of the same
 # conventions, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
