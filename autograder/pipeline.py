@@ -7,7 +7,7 @@
    (:func:`autograder.release.release`, nbgrader ``generate_assignment``).
 2. Builds the example submissions from that release (:mod:`autograder.examples.build`):
    ``complete``, ``untouched`` and ``buggy`` per assignment (``--examples DIR`` grades a
-   prepared folder instead, e.g. the bundled ``autograder/examples``).
+   prepared folder instead, e.g. one written by ``python -m autograder.examples.build --out DIR``).
 3. Autogrades them with the engine (:mod:`autograder.grade`): ``N`` worker processes, each
    submission in its own private nbgrader course.
 4. Prints a per-student, per-question score table, checks the examples' expected outcome

@@ -15,23 +15,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.examples.build import BUGS, Bug, apply_bugs, build, fill_solutions
+from autograder.examples.build import BUGS, Bug, apply_bugs, fill_solutions
 from autograder.grade import CellInfo, GradeConfig, StudentResult, grade_submissions
 from autograder.pipeline import cell_parts, expectation_failures
-from autograder.release import release
 from cfgflow import course
 
 REPO = Path(__file__).resolve().parent.parent
 SOL = REPO / "solutions"
 ASSIGNMENTS = tuple(course.ASSIGNMENTS)
-
-
-@pytest.fixture(scope="module")
-def examples(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("examples")
-    release(list(ASSIGNMENTS), out_dir=str(tmp / "release"), source_dir=str(SOL))
-    build(tmp / "release", SOL, tmp / "ex")
-    return tmp
 
 
 def _read(p):
