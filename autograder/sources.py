@@ -61,11 +61,34 @@ def pair_problems(assignment: str, source_dir: Optional[str] = None) -> List[str
 
 
 def sync(assignments: Sequence[str], source_dir: Optional[str] = None) -> None:
-    """``jupytext --sync`` of each pair: the older of the two files is rewritten from the newer."""
+    """``jupytext --sync`` of each pair: the older of the two files is rewritten from the newer.
+    A text source without its notebook (a new assignment) gets one: :func:`new_notebook`."""
     from jupytext.cli import jupytext as jupytext_cli
 
     for a in assignments:
-        jupytext_cli(["--sync", pair_paths(a, source_dir)[0]])
+        text_path, nb_path = pair_paths(a, source_dir)
+        if os.path.exists(text_path) and not os.path.exists(nb_path):
+            new_notebook(text_path, nb_path)
+        else:
+            jupytext_cli(["--sync", text_path])
+
+
+def new_notebook(text_path: str, nb_path: str) -> None:
+    """Write the first notebook of a text source: its cells, the Colab notebook metadata and
+    readable cell ids (the grade_id, else ``cell-NN``; later syncs keep them)."""
+    import jupytext
+    import nbformat
+
+    from .colab import NOTEBOOK_METADATA
+
+    nb = jupytext.read(text_path)
+    nb.metadata.pop("jupytext", None)
+    nb.metadata.update({"language_info": {"name": "python"}, **NOTEBOOK_METADATA})
+    for i, cell in enumerate(nb.cells):
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        cell.id = gid.replace("_", "-") if gid else f"cell-{i:02d}"
+    nbformat.validate(nb)
+    nbformat.write(nb, nb_path)
 
 
 def write_settings(assignments: Sequence[str], source_dir: Optional[str] = None) -> None:
