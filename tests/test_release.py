@@ -127,6 +127,9 @@ def test_each_part_has_visible_and_hidden_grade_cells(a):
     nb = read(source_path(a))
     parts = [p.name for p in course.ASSIGNMENTS[a].parts]
     assert list(dict.fromkeys(cell_part(c) for c in nb.cells if cell_part(c))) == parts
+    calls = [nbg(c)["grade_id"] for c in nb.cells if nbg(c).get("grade") and "check(" in c.source]
+    assert calls == [nbg(c)["grade_id"] for c in nb.cells if nbg(c).get("grade") and cell_part(c)], (
+        "every test cell that calls check() names its part in its cfgflow metadata (the grader reads it)")
     for spec in course.ASSIGNMENTS[a].parts:
         cells = part_cells(nb, spec.name)
         assert sorted(cells) == ["hidden", "solution", "visible"], (spec.name, sorted(cells))
