@@ -62,6 +62,18 @@ def test_source_pairs_in_sync(a):
     assert pair_problems(a) == [], "edit either file, then run jupytext --sync solutions/*/*.py"
 
 
+def test_pairing_covers_the_sources_and_never_the_release():
+    """jupytext pairs solutions/ only: a contents manager that synced notebooks/ would write the
+    paired text (the solutions) into the release."""
+    from jupytext.config import find_jupytext_configuration_file
+
+    for a in ASSIGNMENTS:
+        assert find_jupytext_configuration_file(os.path.join(REPO, "solutions", a)) == os.path.join(
+            REPO, "solutions", "jupytext.toml")
+        assert find_jupytext_configuration_file(os.path.dirname(release_path(a))) is None
+        assert "jupytext" not in read(release_path(a)).metadata
+
+
 def test_sources_check_command_names_a_pair_out_of_sync(tmp_path, capsys):
     """``python -m autograder.sources --check`` (the command CI runs through this test)."""
     assert sources_main(["--check"]) == 0
