@@ -94,6 +94,7 @@ def signatures() -> List[str]:
 
 def render() -> str:
     from cfgflow import checks, course
+    from cfgflow.checks import _signing
 
     parts = [
         "# Interfaces between the parts of cfgflow",
@@ -111,6 +112,7 @@ def render() -> str:
         "source notebook (nbgrader's `generate_assignment` keeps the key in the release).",
         "",
         "## Check API (`cfgflow.checks`)", "", "```text", inspect.getdoc(checks), "```", "",
+        "## Signed results (`cfgflow.checks._signing`)", "", "```text", inspect.getdoc(_signing), "```", "",
         "## Functions one part calls in another", "", *signatures(), "",
     ]
     return "\n".join(parts)

@@ -44,7 +44,8 @@ class TrainConfig:
     # mixed precision of training (cfgflow.precision): "auto" = bf16 on GPUs of compute
     # capability >= 8.0, fp16 + gradient scaler on older GPUs (T4), fp32 on a CPU
     precision: str = "auto"
-    # sampling: the CFG ODE from t = 0 to 1
+    # sampling for the evaluation (guidance_sweep): the CFG ODE from t = 0 to 1; the sample
+    # grids always use Heun (cfgflow.plotting.generate_class_grid)
     solver: str = "heun"
     sample_steps: int = 15
     sample_amp: bool = False  # sample under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs >= 8.0)
