@@ -83,7 +83,6 @@ GUARD_MODULE = "autograder._kernel_guard"  # imported by every grading kernel fi
 REFERENCE_PACKAGE = "cfgflow_ref"
 GRADE_KEY_ENV = "CFGFLOW_GRADE_KEY"
 _CALLS_CHECK = re.compile(r"(?<![\w.])(?:" + re.escape(CHECKS_MODULE + ".") + r")?check\s*\(")
-_CHECK_PART = re.compile(r"check\s*\(\s*[\"'](\w+)[\"']")
 TAMPER_NOTE = ("test cell {grade_id}: the check library did not run or was replaced (tampering?) "
                "-> 0 points")
 
@@ -437,9 +436,11 @@ def _uses_check_library(source_nbs) -> bool:
 
 
 def _check_cells(source_nb: Path) -> dict:
-    """``grade_id -> parts`` for the source's test cells that call ``check`` (parts: the part
-    names given as string literals, possibly empty)."""
+    """``grade_id -> parts`` for the source's test cells that call ``check`` (parts: the cell's
+    ``cfgflow.part`` metadata, cfgflow/course.py; empty when it has none)."""
     import nbformat
+
+    from cfgflow.course import cell_part
 
     nb = nbformat.read(str(source_nb), as_version=4)
     found = {}
@@ -447,7 +448,7 @@ def _check_cells(source_nb: Path) -> dict:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if (cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
                 and _CALLS_CHECK.search(cell.source)):
-            found[meta["grade_id"]] = set(_CHECK_PART.findall(cell.source))
+            found[meta["grade_id"]] = {cell_part(cell)} - {""}
     return found
 
 

@@ -7,7 +7,7 @@
    (:func:`autograder.release.release`, nbgrader ``generate_assignment``).
 2. Builds the example submissions from that release (:mod:`autograder.examples.build`):
    ``complete``, ``untouched`` and ``buggy`` per assignment (``--examples DIR`` grades a
-   prepared folder instead, e.g. the bundled ``autograder/examples``).
+   prepared folder instead, e.g. one written by ``python -m autograder.examples.build --out DIR``).
 3. Autogrades them with the engine (:mod:`autograder.grade`): ``N`` worker processes, each
    submission in its own private nbgrader course.
 4. Prints a per-student, per-question score table, checks the examples' expected outcome
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 import sys
 import tempfile
 import time
@@ -40,20 +39,17 @@ from autograder.grade import (
     grade_submissions,
     score_table,
 )
-
-ASSIGNMENTS = ("01_cfg", "02_dit")
-_CHECK_CALL = re.compile(r"""check\(\s*["'](\w+)["']""")
+from cfgflow.course import ASSIGNMENTS, cell_part
 
 
 def cell_parts(source_nb_path: Path) -> Dict[str, str]:
-    """``{"{notebook}/{grade_id}": part}`` for grade cells that call ``check("<part>", ...)``."""
+    """``{"{notebook}/{grade_id}": part}`` for grade cells with a part (``cfgflow.part`` metadata)."""
     nb = nbformat.read(str(source_nb_path), as_version=4)
     parts = {}
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        m = _CHECK_CALL.search(cell.source)
-        if meta.get("grade") and m:
-            parts[f"{source_nb_path.stem}/{meta['grade_id']}"] = m.group(1)
+        if meta.get("grade") and cell_part(cell):
+            parts[f"{source_nb_path.stem}/{meta['grade_id']}"] = cell_part(cell)
     return parts
 
 

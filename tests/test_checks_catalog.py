@@ -11,16 +11,12 @@ import cfgflow_ref as ref
 from autograder.catalog import entries
 from autograder.catalog.__main__ import evaluate
 from autograder.checks import PARTS, check, run_check
+from cfgflow import course
 
 MUTANTS = entries(kind="mutant")
 ALTERNATIVES = entries(kind="alternative")
 
-REFERENCE = {
-    "cfg_loss": ref.CFGTrainer, "mlp_field": ref.MLPConditionalVectorField,
-    "fourier_encoder": ref.FourierEncoder, "patchifier": ref.Patchifier, "mha": ref.MHA,
-    "dit_layer": ref.DiffusionTransformerLayer, "dit": ref.DiffusionTransformer,
-    "depatchifier": ref.Depatchifier, "mnist_dit": ref.MNISTDiffusionTransformer,
-}
+REFERENCE = {p.name: getattr(ref, p.student_class) for p in course.PARTS.values()}
 
 
 def test_catalog_covers_every_part():

@@ -14,8 +14,10 @@ import nbformat
 import pytest
 import torch
 
+from cfgflow import course
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ASSIGNMENTS = ("01_cfg", "02_dit")
+ASSIGNMENTS = tuple(course.ASSIGNMENTS)
 
 
 def read(kind: str, a: str) -> nbformat.NotebookNode:

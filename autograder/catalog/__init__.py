@@ -24,6 +24,7 @@ class Entry:
 
 
 ENTRIES: List[Entry] = []
+CROSS_PART_MODULES = ("real",)  # catalog modules with entries of several parts (real-style variants)
 
 
 def _doc(cls) -> str:
@@ -57,4 +58,10 @@ def entries(part: Optional[str] = None, kind: Optional[str] = None) -> List[Entr
 
 
 def _load():
-    from . import attention, cfg_loss, dit, fourier, mlp_field, patches, real  # noqa: F401 - registration
+    import importlib
+
+    from cfgflow.course import PARTS
+
+    # each part's module (cfgflow/course.py), then the modules with entries of several parts
+    for module in dict.fromkeys([p.module for p in PARTS.values()] + list(CROSS_PART_MODULES)):
+        importlib.import_module(f"{__name__}.{module}")  # importing registers the entries

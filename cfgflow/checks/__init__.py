@@ -24,20 +24,11 @@ from __future__ import annotations
 import sys
 from typing import Callable, Dict, Optional
 
+from .. import course
 from . import _gradekey, _integrity, _signing
 from ._core import Fail, Part, Report, SubCheck, run_part
-from .attention import PART as _MHA
-from .cfg_loss import PART as _CFG_LOSS
-from .dit import DIT as _DIT
-from .dit import DIT_LAYER as _DIT_LAYER
-from .dit import MNIST_DIT as _MNIST_DIT
-from .fourier import PART as _FOURIER
-from .mlp_field import PART as _MLP_FIELD
-from .patches import DEPATCHIFIER as _DEPATCHIFIER
-from .patches import PATCHIFIER as _PATCHIFIER
 
-PARTS: Dict[str, Part] = {p.name: p for p in (
-    _CFG_LOSS, _MLP_FIELD, _FOURIER, _PATCHIFIER, _MHA, _DIT_LAYER, _DIT, _DEPATCHIFIER, _MNIST_DIT)}
+PARTS: Dict[str, Part] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
 
 __all__ = ["check", "run_check", "CheckFailed", "PARTS", "Fail", "Part", "Report", "SubCheck"]
 
