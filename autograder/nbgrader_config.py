@@ -25,8 +25,10 @@ c.CourseDirectory.root = REPO_ROOT
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 c.CourseDirectory.course_id = "cfgflow"
-# Only the notebook travels with an assignment (no helper files in the assignment folders).
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "runs", "*.pt"]
+# Only the notebook travels with an assignment (no helper files in the assignment folders). The
+# paired text source solutions/<id>/<id>.py holds the solutions: without "*.py" generate_assignment
+# would copy it into the release.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "*.py", "__pycache__", "feedback", "runs", "*.pt"]
 
 # Per-cell execution limit (validate / autograde). Training cells run the TINY configuration
 # while NBGRADER_EXECUTION is set, so every cell finishes in seconds; the limit only stops

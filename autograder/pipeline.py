@@ -7,7 +7,7 @@
    (:func:`autograder.release.release`, nbgrader ``generate_assignment``).
 2. Builds the example submissions from that release (:mod:`autograder.examples.build`):
    ``complete``, ``untouched`` and ``buggy`` per assignment (``--examples DIR`` grades a
-   prepared folder instead, e.g. the bundled ``autograder/examples``).
+   prepared folder instead, e.g. one written by ``python -m autograder.examples.build --out DIR``).
 3. Autogrades them with the engine (:mod:`autograder.grade`): ``N`` worker processes, each
    submission in its own private nbgrader course.
 4. Prints a per-student, per-question score table, checks the examples' expected outcome
@@ -43,13 +43,12 @@ from autograder.grade import (
     grade_submissions,
     score_table,
 )
-
-ASSIGNMENTS = ("01_cfg", "02_dit")
+from cfgflow.course import ASSIGNMENTS
 
 
 def cell_parts(source_nb_path: Path) -> Dict[str, str]:
-    """``{"{notebook}/{grade_id}": part}`` for grade cells that call ``check("<part>", ...)``
-    (the first part a cell names; :func:`autograder.grade.parts.check_parts`)."""
+    """``{"{notebook}/{grade_id}": part}`` for the test cells with a part
+    (:func:`autograder.grade.parts.check_parts`: the ``cfgflow.part`` metadata)."""
     nb = nbformat.read(str(source_nb_path), as_version=4)
     return {f"{source_nb_path.stem}/{gid}": parts[0] for gid, parts in check_parts(nb).items() if parts}
 

@@ -34,9 +34,10 @@ from typing import Dict, List, Optional, Sequence
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from cfgflow.course import ASSIGNMENTS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
-ASSIGNMENTS = ("01_cfg", "02_dit")
 STUDENT_PACKAGE = "cfgflow"
 """The one package the student repository ships (``cfgflow_ref`` and ``autograder`` never)."""
 
@@ -49,6 +50,10 @@ def load_config(**coursedir: str) -> Config:
     return cfg
 
 
+class ReleaseError(RuntimeError):
+    """The sources cannot be released as they are (the message says why and what to do)."""
+
+
 def release(assignments: Optional[Sequence[str]] = None, out_dir: Optional[str] = None,
             source_dir: Optional[str] = None) -> Dict[str, List[str]]:
     """Generate the release of ``assignments`` (default: all) into ``out_dir`` (default:
@@ -59,6 +64,9 @@ def release(assignments: Optional[Sequence[str]] = None, out_dir: Optional[str] 
     assignments = list(assignments or ASSIGNMENTS)
     out_dir = os.path.abspath(out_dir or os.path.join(REPO_ROOT, "notebooks"))
     source_dir = os.path.abspath(source_dir or os.path.join(REPO_ROOT, "solutions"))
+    stale = settings_problems(source_dir, assignments)
+    if stale:  # edit solutions/<id>/<id>.py, then jupytext --sync (docs/authoring.md)
+        raise ReleaseError("\n".join(stale))
     written: Dict[str, List[str]] = {}
     with tempfile.TemporaryDirectory(prefix="cfgflow_release_") as tmp:
         cfg = load_config(release_directory=out_dir, source_directory=source_dir,
@@ -82,7 +90,7 @@ def release(assignments: Optional[Sequence[str]] = None, out_dir: Optional[str] 
     return written
 
 
-class PublishError(RuntimeError):
+class PublishError(ReleaseError):
     """``--publish`` cannot write its folder (the message says why and what to do)."""
 
 
@@ -192,21 +200,28 @@ def _package_files(package: str = STUDENT_PACKAGE) -> List[str]:
     return found
 
 
-def _check_sources_match_settings(source_dir: str, assignments: Sequence[str]):
-    """The source notebooks' badge and set-up cells are built from autograder/colab.py at
-    build time: publishing after a settings change without a rebuild would ship stale ones."""
+def settings_problems(source_dir: str, assignments: Sequence[str]) -> List[str]:
+    """Where the sources' badge and set-up cells differ from the settings in autograder/colab.py.
+
+    The sources hold both cells as literal text (a notebook reads as what students get); a
+    settings change must be written into them, or the release would ship the old ref."""
     import nbformat
 
     from . import colab
 
+    problems = []
     for a in assignments:
-        nb = nbformat.read(os.path.join(source_dir, a, f"{a}.ipynb"), as_version=4)
+        path = os.path.join(source_dir, a, f"{a}.ipynb")
+        if not os.path.exists(path):
+            continue  # release() names the missing source
+        nb = nbformat.read(path, as_version=4)
         by_id = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
         want = {"colab_badge": colab.badge_markdown(a), "colab_setup": colab.setup_cell_source()}
         for gid, text in want.items():  # the badge cell goes on with the runtime paragraph
             if gid not in by_id or not by_id[gid].source.strip().startswith(text.strip()):
-                raise PublishError(f"solutions/{a}: the {gid} cell does not match the settings in "
-                                   f"autograder/colab.py: run `python solutions/_build.py` first")
+                problems.append(f"solutions/{a}: the {gid} cell does not match the settings in "
+                                f"autograder/colab.py; it should start with:\n{text.strip()}")
+    return problems
 
 
 def publish(out_dir: str, force: bool = False, source_dir: Optional[str] = None) -> List[str]:
@@ -229,7 +244,6 @@ def publish(out_dir: str, force: bool = False, source_dir: Optional[str] = None)
         raise PublishError(f"--publish {out_dir}: the folder is not empty ({shown}); pass --force "
                            f"to replace its contents (a .git folder is kept)")
     source_dir = os.path.abspath(source_dir or os.path.join(REPO_ROOT, "solutions"))
-    _check_sources_match_settings(source_dir, ASSIGNMENTS)
     with tempfile.TemporaryDirectory(prefix="cfgflow_publish_") as tmp:
         notebooks = release(ASSIGNMENTS, os.path.join(tmp, colab.RELEASE_DIR), source_dir)
         for name in existing:
@@ -276,13 +290,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error("--publish writes every assignment into DIR: no assignments, no --out")
         try:
             files = publish(args.publish, force=args.force)
-        except (PublishError, CourseSettingError) as err:
+        except (ReleaseError, CourseSettingError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"wrote {len(files)} files into {os.path.abspath(args.publish)}: push it as the student "
               f"repository and tag it (docs/grading.md, Deployment)")
         return 0
-    for assignment, paths in release(args.assignments or None, args.out).items():
+    try:
+        written = release(args.assignments or None, args.out)
+    except ReleaseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for assignment, paths in written.items():
         for path in paths:
             print(f"{assignment}: {os.path.relpath(path)}")
     return 0

@@ -38,13 +38,14 @@ class TrainConfig:
     warmup_steps: int = 500
     lr_schedule: str = "constant"  # or "cosine": decay to 0 at num_steps after the warm-up
     eta: float = 0.35
-    time_beta: float = 1.0  # 1: t ~ U[0, 1); k > 1: t ~ Beta(1, k), more training on the noisy end
+    time_beta: float = 1.0  # t / (1 - eps) ~ Beta(1, k): 1 = uniform; k > 1 trains more on the noisy end
     ema_decay: Optional[float] = 0.9995  # None: sample from the raw weights
     compile: bool = False
     # mixed precision of training (cfgflow.precision): "auto" = bf16 on GPUs of compute
     # capability >= 8.0, fp16 + gradient scaler on older GPUs (T4), fp32 on a CPU
     precision: str = "auto"
-    # sampling: the CFG ODE from t = 0 to 1
+    # sampling for the evaluation (guidance_sweep): the CFG ODE from t = 0 to 1; the sample
+    # grids always use Heun (cfgflow.plotting.generate_class_grid)
     solver: str = "heun"
     sample_steps: int = 15
     sample_amp: bool = False  # sample under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs >= 8.0)

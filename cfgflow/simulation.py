@@ -152,7 +152,8 @@ def sample_cfg(net, y: torch.Tensor, guidance_scale: float, num_steps: int = 30,
     at t = 0 to t = 1 in ``num_steps`` steps. Returns ``(b, *shape)``.
 
     ``solver`` is ``"euler"`` or ``"heun"`` (Heun's last step is an Euler step: the field
-    is never evaluated at t = 1, so it works for any trained range ``[0, 1 - eps)``).
+    is never evaluated at t = 1: its last evaluation is at ``1 - 1 / num_steps``, inside a
+    trained range ``[0, 1 - eps)`` whenever ``num_steps <= 1 / eps``).
     """
     try:
         steps = operator.index(num_steps)  # ints, numpy ints, 0-d int tensors

@@ -72,8 +72,9 @@ def learning_rate(step: int, lr: float, warmup_steps: int, num_steps: int,
     """The learning rate of step ``step`` (0-based) of ``num_steps``.
 
     A linear warm-up from ``lr / warmup_steps`` to ``lr`` over the first ``warmup_steps``
-    steps; then ``"constant"`` keeps ``lr`` and ``"cosine"`` decays it along half a cosine
-    to 0 after the last step (short runs end on small steps, like a free weight average).
+    steps; then ``"constant"`` keeps ``lr`` and ``"cosine"`` decays it along half a cosine so
+    that the last step (``num_steps - 1``) has a learning rate of exactly 0 (short runs end on
+    small steps, like a free weight average).
     """
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps

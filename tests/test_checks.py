@@ -18,7 +18,7 @@ from autograder import checks
 from autograder.catalog.components import Fourier
 from autograder.catalog.components import MNISTDiT as GoodMNIST
 from autograder.checks import check, run_check
-from cfgflow.checks import _core
+from cfgflow.checks import CheckFailed, _core
 
 
 class ZerosFourier(Fourier):
@@ -62,6 +62,33 @@ def test_zero_raises_listing_failures(capsys):
         check("fourier_encoder", Broken, points=2)
     assert "RuntimeError" in str(info.value) or "IndexError" in str(info.value)
     assert capsys.readouterr().err == ""
+
+
+def test_failing_cell_shows_one_short_line_not_a_traceback(capsys):
+    """Jupyter renders an exception through ``_render_traceback_``: a failing test cell shows the
+    FAIL lines and this one line; nbgrader still sees an error output (0 points); the exception's
+    text keeps the full list for plain Python and pytest."""
+    class Stub(nn.Module):
+        def __init__(self, dim):
+            raise NotImplementedError()
+
+    with pytest.raises(CheckFailed) as info:
+        check("fourier_encoder", Stub, points=2)
+    assert isinstance(info.value, AssertionError)
+    (line,) = info.value._render_traceback_()
+    assert "fourier_encoder: 0 / 2 points" in line and "FAIL lines above" in line
+    assert "did you fill in the cell?" in str(info.value)
+    out = capsys.readouterr().out
+    assert out.count("FAIL") == len(checks.PARTS["fourier_encoder"].subchecks)
+    assert all(len(row) <= 96 for row in out.splitlines()), "check lines are wrapped at 96 columns"
+
+
+def test_partial_score_reads_to_two_decimals(capsys):
+    """4.5 of 4.75 weights earned on 4 points: 3.79 (not 3.7895), returned and printed."""
+    from autograder.catalog.real import RealNoEps
+
+    assert check("cfg_loss", RealNoEps, points=4) == 3.79
+    assert "[cfg_loss] score 3.79 / 4" in capsys.readouterr().out
 
 
 def test_nothing_reaches_stderr(capsys):
@@ -229,6 +256,25 @@ def test_recorded_data_is_up_to_date():
     from autograder.checks import record
 
     assert record.stale() == {}
+
+
+def test_recorded_data_staleness_ignores_last_bits_only():
+    """Another CPU changes the last float32 bits of a recorded output (seen: 6e-8); a real change
+    of the recording (a number, a shape, a config entry) is still stale."""
+    from autograder.checks import record
+    from cfgflow.checks import _data
+
+    text = _data.path_of("mlp_field").read_text(encoding="utf-8")
+    data = _data.decode(text)
+
+    def edited(**tensors):
+        return _data.dumps(data["config"], data["values"], {**data["tensors"], **tensors})
+
+    ok = data["tensors"]["ok"]
+    assert not record._differs(text, edited(ok=ok + 6e-8))
+    assert record._differs(text, edited(ok=ok + 1e-4))
+    assert record._differs(text, edited(ok=ok.reshape(-1)))
+    assert record._differs(text, _data.dumps({**data["config"], "b": 5}, data["values"], data["tensors"]))
 
 
 def test_hidden_runner_registers_once():

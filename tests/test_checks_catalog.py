@@ -11,16 +11,12 @@ import cfgflow_ref as ref
 from autograder.catalog import entries
 from autograder.catalog.__main__ import evaluate
 from autograder.checks import PARTS, check, run_check
+from cfgflow import course
 
 MUTANTS = entries(kind="mutant")
 ALTERNATIVES = entries(kind="alternative")
 
-REFERENCE = {
-    "cfg_loss": ref.CFGTrainer, "mlp_field": ref.MLPConditionalVectorField,
-    "fourier_encoder": ref.FourierEncoder, "patchifier": ref.Patchifier, "mha": ref.MHA,
-    "dit_layer": ref.DiffusionTransformerLayer, "dit": ref.DiffusionTransformer,
-    "depatchifier": ref.Depatchifier, "mnist_dit": ref.MNISTDiffusionTransformer,
-}
+REFERENCE = {p.name: getattr(ref, p.student_class) for p in course.PARTS.values()}
 
 
 def test_catalog_covers_every_part():
@@ -92,3 +88,39 @@ def test_stub_earns_nothing(part, stub, capsys):
         with pytest.raises(AssertionError, match="NotImplementedError: did you fill in the cell"):
             check(part, stub, points=2, hidden=hidden)
     assert capsys.readouterr().err == ""
+
+
+REAL_STYLE = [e for e in MUTANTS if e.fraction is not None]
+
+
+@pytest.mark.parametrize("entry", REAL_STYLE, ids=lambda e: f"{e.part}-{e.name}")
+def test_real_style_variant_gets_its_share(entry):
+    """The share of the points a careful human grader gives each habit of real submissions."""
+    o = evaluate(entry)
+    assert (round(o.visible, 2), round(o.hidden, 2)) == (entry.fraction, entry.fraction), o.text
+
+
+# Mutants whose whole result is wrong: every sub-check that compares the output fails (by the
+# weighting rubric the heaviest deduction). Every other mutant makes one mistake and loses points
+# in exactly one sub-check per mode.
+WRONG_RESULT = {
+    "depatchifier/DropsChannel": "output of the wrong shape (b, img, img): no output to compare",
+    "depatchifier/NoFinalConv": "output of the wrong shape (b, final_dim, img, img): no output to compare",
+    "depatchifier/ViewToImage": "tokens scrambled into the image: neither locality nor order holds",
+    "fourier_encoder/FullSizeWeights": "2 dim features: the width and the values are wrong",
+    "mha/ViewMerge": "heads merged across tokens: wrong values and no permutation equivariance",
+    "mha/ViewSplit": "heads split across tokens: wrong values and no permutation equivariance",
+    "patchifier/ViewNoPermute": "channels and positions mixed: no token is a map of its own patch",
+}
+
+
+@pytest.mark.parametrize("entry", MUTANTS, ids=lambda e: f"{e.part}-{e.name}")
+def test_one_mistake_costs_one_subcheck(entry):
+    key = f"{entry.part}/{entry.name}"
+    for hidden in (False, True):
+        rep = run_check(entry.part, entry.cls, points=1, hidden=hidden, out=io.StringIO())
+        failed = [r.name for r in rep.results if not r.passed]
+        if key in WRONG_RESULT:
+            assert len(failed) > 1, f"{key} now fails only {failed}: drop it from WRONG_RESULT"
+        else:
+            assert len(failed) == 1, f"{key} ({'hidden' if hidden else 'visible'}) charged in {failed}"

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from autograder.checks import run_check
+from cfgflow import course
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSIGNMENTS = ["01_cfg", "02_dit"]
+ASSIGNMENTS = list(course.ASSIGNMENTS)
 CHECK_CALL = re.compile(r'check\("(\w+)",\s*(\w+),')
 
 

@@ -64,16 +64,20 @@ def test_nbgrader_config_inserts_the_engine_steps(tmp_path):
 
 
 def test_check_parts_reads_the_test_cells():
-    def cell(src, **meta):
-        return new_code_cell(src, metadata={"nbgrader": {"grade_id": meta.pop("gid"), **meta}})
+    from cfgflow.course import META_KEY
+
+    def cell(src, part="", **meta):
+        return new_code_cell(src, metadata={"nbgrader": {"grade_id": meta.pop("gid"), **meta},
+                                            META_KEY: {"part": part}})
 
     nb = new_notebook(cells=[
-        cell('check("mha", MHA, points=3)\ncheck("mha", MHA, points=3, hidden=True)', gid="t1", grade=True),
-        cell('cfgflow.checks.check("dit", DiT, points=2)', gid="t2", grade=True),
-        cell('x.check("nope", 1)', gid="t3", grade=True),  # a method called check: not the library
-        cell('check("sol", 1)', gid="s1", grade=True, solution=True),  # a solution cell
+        cell('check("mha", MHA, points=3)', "mha", gid="t1", grade=True),
+        cell('cfgflow.checks.check("dit", DiT, points=2)', "dit", gid="t2", grade=True),
+        cell('check(x, points=1)', gid="t4", grade=True),  # calls check, names no part
+        cell('x.check("nope", 1)', "nope", gid="t3", grade=True),  # a method called check
+        cell('check("sol", 1)', "sol", gid="s1", grade=True, solution=True),  # a solution cell
     ])
-    assert check_parts(nbformat.from_dict(nb)) == {"t1": ["mha"], "t2": ["dit"]}
+    assert check_parts(nbformat.from_dict(nb)) == {"t1": ["mha"], "t2": ["dit"], "t4": []}
 
 
 def test_plain_feedback_page_escapes_the_notes():

@@ -1,7 +1,8 @@
 """Plain nbgrader, without this project's engine: an instructor's course folder whose config
 loads ``autograder/nbgrader_config.py``, and nbgrader's own ``generate_assignment``,
-``autograde`` and ``export`` commands grade the bundled example submissions of 01_cfg:
-``complete`` 15 of 15, ``buggy`` 8.33 (the inverted null mask and the summed loss)."""
+``autograde`` and ``export`` commands grade the example submissions of 01_cfg (built from the
+sources by the ``examples`` fixture):
+``complete`` 15 of 15, ``buggy`` 8.68 (the inverted null mask and the summed loss)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPECTED = {"complete": 15.0, "buggy": 8.33}
+EXPECTED = {"complete": 15.0, "buggy": 8.68}
 
 
 def _nbgrader(course, env, *args):
@@ -25,15 +26,14 @@ def _nbgrader(course, env, *args):
 
 
 @pytest.mark.slow
-def test_plain_nbgrader_grades_the_bundled_examples(tmp_path, mnist_root):
+def test_plain_nbgrader_grades_the_example_submissions(tmp_path, mnist_root, examples):
     a = "01_cfg"
     course = tmp_path / "course"
     (course / "source" / a).mkdir(parents=True)
     shutil.copy(os.path.join(REPO, "solutions", a, f"{a}.ipynb"), course / "source" / a)
     for student in EXPECTED:
         (course / "submitted" / student / a).mkdir(parents=True)
-        shutil.copy(os.path.join(REPO, "autograder", "examples", a, student, f"{a}.ipynb"),
-                    course / "submitted" / student / a)
+        shutil.copy(examples / "ex" / a / student / f"{a}.ipynb", course / "submitted" / student / a)
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\n"
         f"load_subconfig({os.path.join(REPO, 'autograder', 'nbgrader_config.py')!r})\n"

@@ -26,7 +26,8 @@ import pytest
 import cfgflow
 import cfgflow_ref
 from autograder import colab
-from autograder.release import ASSIGNMENTS, STUDENT_PACKAGE, PublishError, publish, student_pyproject
+from autograder.release import STUDENT_PACKAGE, PublishError, publish, student_pyproject
+from cfgflow.course import ASSIGNMENTS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")

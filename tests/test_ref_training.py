@@ -108,7 +108,7 @@ def test_eta_outside_open_interval_raises(eta):
         CFGTrainer(gmm_path(), eta=eta, null_label=NULL)
 
 
-# -- device correctness on the meta device (GUIDE section 6) -------------------------------
+# -- device correctness on the meta device -------------------------------------------------
 
 class MetaData(LabeledSampleable):
     def sample(self, num_samples):

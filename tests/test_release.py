@@ -7,9 +7,9 @@ Fast tests read the committed notebooks; the slow ones regenerate the release wi
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
+import shutil
 import sys
 import types
 
@@ -17,30 +17,22 @@ import nbformat
 import pytest
 
 from autograder import colab
+from autograder.sources import main as sources_main
+from autograder.sources import pair_problems
+from cfgflow import course
+from cfgflow.course import cell_part
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ASSIGNMENTS = ("01_cfg", "02_dit")
+ASSIGNMENTS = tuple(course.ASSIGNMENTS)
 GRADE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
-# The graded parts: (solution grade_id, check part, class name, expected __init__ args).
-PARTS = {
-    "01_cfg": [
-        ("cfg_trainer", "cfg_loss", "CFGTrainer", ["self", "path", "eta", "null_label", "eps"]),
-        ("mlp_field", "mlp_field", "MLPConditionalVectorField",
-         ["self", "dim", "hidden_dim", "class_dim", "num_classes"]),
-    ],
-    "02_dit": [
-        ("fourier_encoder", "fourier_encoder", "FourierEncoder", ["self", "dim"]),
-        ("patchifier", "patchifier", "Patchifier", ["self", "img_size", "patch_size", "dim"]),
-        ("mha", "mha", "MHA", ["self", "dim", "heads"]),
-        ("dit_layer", "dit_layer", "DiffusionTransformerLayer", ["self", "dim", "heads"]),
-        ("dit", "dit", "DiffusionTransformer", ["self", "depth", "n_tokens", "dim"]),
-        ("depatchifier", "depatchifier", "Depatchifier",
-         ["self", "img_size", "patch_size", "dim", "final_dim"]),
-        ("mnist_dit", "mnist_dit", "MNISTDiffusionTransformer",
-         ["self", "patch_size", "num_layers", "dim", "heads"]),
-    ],
-}
+
+
+def part_cells(nb, part: str) -> dict:
+    """``{"solution" | "visible" | "hidden": cell}`` of a part, found by its cfgflow metadata."""
+    cells = [c for c in nb.cells if cell_part(c) == part]
+    return {("solution" if nbg(c).get("solution") else "hidden" if "HIDDEN TESTS" in c.source
+             else "visible"): c for c in cells}
 
 
 def source_path(a: str) -> str:
@@ -59,26 +51,62 @@ def nbg(cell) -> dict:
     return cell.metadata.get("nbgrader", {})
 
 
-def load_builder():
-    spec = importlib.util.spec_from_file_location("cfgflow_solutions_build",
-                                                  os.path.join(REPO, "solutions", "_build.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 # --------------------------------------------------------------------------------------
 # sources
 # --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)
-def test_sources_are_what_the_builder_writes(a, tmp_path):
-    """solutions/<id>/<id>.ipynb is byte-identical to ``python solutions/_build.py``."""
-    builder = load_builder()
-    builder.main(str(tmp_path))
-    with open(tmp_path / a / f"{a}.ipynb") as f, open(source_path(a)) as g:
-        assert f.read() == g.read(), f"solutions/{a} is stale: run python solutions/_build.py"
+def test_source_pairs_in_sync(a):
+    """solutions/<id>/<id>.py and .ipynb hold the same cells (jupytext pairing)."""
+    assert pair_problems(a) == [], "edit either file, then run jupytext --sync solutions/*/*.py"
+
+
+def test_pairing_covers_the_sources_and_never_the_release():
+    """jupytext pairs solutions/ only: a contents manager that synced notebooks/ would write the
+    paired text (the solutions) into the release."""
+    from jupytext.config import find_jupytext_configuration_file
+
+    for a in ASSIGNMENTS:
+        assert find_jupytext_configuration_file(os.path.join(REPO, "solutions", a)) == os.path.join(
+            REPO, "solutions", "jupytext.toml")
+        assert find_jupytext_configuration_file(os.path.dirname(release_path(a))) is None
+        assert "jupytext" not in read(release_path(a)).metadata
+
+
+def test_sources_check_command_names_a_pair_out_of_sync(tmp_path, capsys):
+    """``python -m autograder.sources --check`` (the command CI runs through this test)."""
+    assert sources_main(["--check"]) == 0
+    shutil.copytree(os.path.join(REPO, "solutions", "01_cfg"), tmp_path / "01_cfg")
+    text = tmp_path / "01_cfg" / "01_cfg.py"
+    text.write_text(text.read_text().replace("# # Notebook 1:", "# # Notebook One:"))
+    assert pair_problems("01_cfg", str(tmp_path)) == [
+        "01_cfg: 01_cfg.py and 01_cfg.ipynb differ in the source of intro"]
+
+
+def test_sources_match_the_colab_settings(monkeypatch):
+    """A settings change must be written into the sources: release refuses until it is."""
+    from autograder.release import ReleaseError, release, settings_problems
+
+    assert settings_problems(os.path.join(REPO, "solutions"), ASSIGNMENTS) == []
+    monkeypatch.setattr(colab, "STUDENT_REF", "v2099.1")
+    stale = settings_problems(os.path.join(REPO, "solutions"), ASSIGNMENTS)
+    assert len(stale) == 2 * len(ASSIGNMENTS) and all("v2099.1" in p for p in stale)
+    with pytest.raises(ReleaseError, match="colab_badge cell does not match"):
+        release(["01_cfg"], out_dir="/nonexistent/never-written")
+
+
+def test_sources_settings_command_writes_the_settings_into_both_files(tmp_path, monkeypatch):
+    from autograder.release import settings_problems
+    from autograder.sources import write_settings
+
+    shutil.copytree(os.path.join(REPO, "solutions", "01_cfg"), tmp_path / "01_cfg")
+    shutil.copy(os.path.join(REPO, "solutions", "jupytext.toml"), tmp_path)  # the pairing
+    monkeypatch.setattr(colab, "STUDENT_REF", "v2099.1")
+    write_settings(["01_cfg"], str(tmp_path))
+    assert settings_problems(str(tmp_path), ["01_cfg"]) == [] and pair_problems("01_cfg", str(tmp_path)) == []
+    badge = read(str(tmp_path / "01_cfg" / "01_cfg.ipynb")).cells[0].source
+    assert "/blob/v2099.1/" in badge and "Runtime > Change runtime type" in badge
 
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)
@@ -106,47 +134,72 @@ def test_metadata_schema_and_unique_grade_ids(a):
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)
 def test_each_part_has_visible_and_hidden_grade_cells(a):
+    """Each part of cfgflow/course.py: a solution cell and two test cells tagged with its name,
+    checking its class with the manifest's points; no other cell claims a part."""
     nb = read(source_path(a))
-    by_id = {nbg(c)["grade_id"]: c for c in nb.cells if nbg(c)}
-    for sol_id, part, cls, _ in PARTS[a]:
-        assert nbg(by_id[sol_id])["solution"]
-        vis, hid = by_id[f"test_{part}"], by_id[f"test_{part}_hidden"]
+    parts = [p.name for p in course.ASSIGNMENTS[a].parts]
+    assert list(dict.fromkeys(cell_part(c) for c in nb.cells if cell_part(c))) == parts
+    calls = [nbg(c)["grade_id"] for c in nb.cells if nbg(c).get("grade") and "check(" in c.source]
+    assert calls == [nbg(c)["grade_id"] for c in nb.cells if nbg(c).get("grade") and cell_part(c)], (
+        "every test cell that calls check() names its part in its cfgflow metadata (the grader reads it)")
+    for spec in course.ASSIGNMENTS[a].parts:
+        cells = part_cells(nb, spec.name)
+        assert sorted(cells) == ["hidden", "solution", "visible"], (spec.name, sorted(cells))
+        vis, hid = cells["visible"], cells["hidden"]
+        assert (nbg(vis)["points"], nbg(hid)["points"]) == (spec.visible, spec.hidden), spec.name
+        assert [nbg(c)["grade_id"] for c in (vis, hid)] == [f"test_{spec.name}", f"test_{spec.name}_hidden"]
         # the visible check is the cell's last expression, so its value is the partial credit
         last = ast.parse(vis.source).body[-1]
         assert isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
-        assert f'check("{part}", {cls}, points={nbg(vis)["points"]})' in vis.source
+        assert f'check("{spec.name}", {spec.student_class}, points={spec.visible})' in vis.source
         assert "hidden=True" not in vis.source
         hidden_block = hid.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
-        assert f'check("{part}", {cls}, points={nbg(hid)["points"]}, hidden=True)' in hidden_block
+        assert (f'check("{spec.name}", {spec.student_class}, points={spec.hidden}, hidden=True)'
+                in hidden_block)
+
+
+def points_table(assignment: course.Assignment) -> str:
+    rows = ["| part | what you implement | visible | hidden | total |", "|---|---|---|---|---|"]
+    rows += [f"| {p.question} | {p.what} | {p.visible} | {p.hidden} | {p.points} |" for p in assignment.parts]
+    vis, hid = sum(p.visible for p in assignment.parts), sum(p.hidden for p in assignment.parts)
+    return "\n".join(rows + [f"| **total** | | {vis} | {hid} | **{assignment.points}** |"])
 
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)
-def test_intro_states_the_point_totals(a):
+def test_intro_states_the_points_of_the_manifest(a):
+    """The intro's total and points table, and each question's heading, are cfgflow/course.py's."""
     nb = read(source_path(a))
-    total = sum(nbg(c)["points"] for c in nb.cells if nbg(c).get("grade"))
+    spec = course.ASSIGNMENTS[a]
+    assert sum(nbg(c)["points"] for c in nb.cells if nbg(c).get("grade")) == spec.points
     intro = next(c for c in nb.cells if nbg(c).get("grade_id") == "intro").source
-    assert f"Points ({total} in total)" in intro
-    assert "| **total** | | " in intro and f"**{total}** |" in intro
-    pts = {nbg(c)["grade_id"]: nbg(c)["points"] for c in nb.cells if nbg(c).get("grade")}
-    for _, part, _, _ in PARTS[a]:
-        row_total = pts[f"test_{part}"] + pts[f"test_{part}_hidden"]
-        row = f"| {pts[f'test_{part}']} | {pts[f'test_{part}_hidden']} | {row_total} |"
-        assert row in intro, f"intro lacks the points row of {part}: {row}"
+    assert f"Points ({spec.points} in total)" in intro
+    assert points_table(spec) in intro, f"the intro's points table should read:\n{points_table(spec)}"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for i, p in enumerate(spec.parts, 1):
+        assert f"### Question {i} ({p.points} points)" in text, p.name
 
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)
 def test_student_classes_keep_the_lab_signatures(a):
+    """The stub's constructor takes the reference class's arguments; its method states its shapes."""
+    import inspect
+
+    import cfgflow_ref
+
     nb = read(source_path(a))
-    by_id = {nbg(c)["grade_id"]: c for c in nb.cells if nbg(c)}
-    for sol_id, _, cls, init_args in PARTS[a]:
-        tree = ast.parse(by_id[sol_id].source)
+    for spec in course.ASSIGNMENTS[a].parts:
+        tree = ast.parse(part_cells(nb, spec.name)["solution"].source)
         (klass,) = [n for n in tree.body if isinstance(n, ast.ClassDef)]
-        assert klass.name == cls
+        assert klass.name == spec.student_class
         init = next(n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
-        assert [x.arg for x in init.args.args] == init_args, cls
+        ref = inspect.signature(getattr(cfgflow_ref, spec.student_class).__init__)
+        ref_args = [n for n, prm in ref.parameters.items() if prm.kind is prm.POSITIONAL_OR_KEYWORD]
+        required = [n for n in ref_args if ref.parameters[n].default is inspect.Parameter.empty]
+        got = [x.arg for x in init.args.args]  # the reference's leading arguments, at least the required
+        assert got == ref_args[:len(got)] and len(got) >= len(required), (spec.student_class, got, ref_args)
         fwd = next(n for n in klass.body if isinstance(n, ast.FunctionDef)
                    and n.name in ("forward", "get_train_loss"))
-        assert ast.get_docstring(fwd), f"{cls}.{fwd.name} needs a docstring stating its shapes"
+        assert ast.get_docstring(fwd), f"{spec.student_class}.{fwd.name} needs a docstring stating its shapes"
 
 
 def test_docstrings_state_the_enforced_conventions():
@@ -281,6 +334,8 @@ def test_release_in_sync_with_sources(tmp_path):
             f"notebooks/{a} is out of date: run python -m autograder.release")
         with open(release_path(a, str(tmp_path))) as f, open(release_path(a)) as g:
             assert f.read() == g.read(), "the release is not byte-for-byte deterministic"
+        assert os.listdir(os.path.dirname(release_path(a, str(tmp_path)))) == [f"{a}.ipynb"], (
+            "only the notebook is released (never the text source with the solutions)")
     assert not os.path.exists(os.path.join(REPO, "gradebook.db")), "release wrote a gradebook in the repo"
 
 

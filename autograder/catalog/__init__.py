@@ -20,19 +20,22 @@ class Entry:
     cls: type
     expect: Optional[str]   # substring the failure text must contain (mutants)
     doc: str                # one line: what it does
+    fraction: Optional[float] = None  # share of the points it must earn in both modes (real-style)
 
 
 ENTRIES: List[Entry] = []
+CROSS_PART_MODULES = ("real",)  # catalog modules with entries of several parts (real-style variants)
 
 
 def _doc(cls) -> str:
     return (cls.__doc__ or cls.__name__).strip().splitlines()[0]
 
 
-def mutant(part: str, expect: str):
-    """Register a class as a wrong implementation of ``part`` whose failure mentions ``expect``."""
+def mutant(part: str, expect: str, fraction: Optional[float] = None):
+    """Register a class as a wrong implementation of ``part`` whose failure mentions ``expect``;
+    with ``fraction``, it must also earn that share of the points (to two decimals) in both modes."""
     def deco(cls):
-        ENTRIES.append(Entry(part, cls.__name__, "mutant", cls, expect, _doc(cls)))
+        ENTRIES.append(Entry(part, cls.__name__, "mutant", cls, expect, _doc(cls), fraction))
         return cls
     return deco
 
@@ -55,4 +58,10 @@ def entries(part: Optional[str] = None, kind: Optional[str] = None) -> List[Entr
 
 
 def _load():
-    from . import attention, cfg_loss, dit, fourier, mlp_field, patches  # noqa: F401 - registration
+    import importlib
+
+    from cfgflow.course import PARTS
+
+    # each part's module (cfgflow/course.py), then the modules with entries of several parts
+    for module in dict.fromkeys([p.module for p in PARTS.values()] + list(CROSS_PART_MODULES)):
+        importlib.import_module(f"{__name__}.{module}")  # importing registers the entries

@@ -57,7 +57,10 @@ Each part has one table of weighted sub-checks; a part's score is `points` times
 share of the sub-checks that pass. Every sub-check prints one line to stdout (`PASS` or
 `FAIL: <what looks wrong>`); a sub-check whose code raises fails with the exception's type and
 text (`NotImplementedError` -> "did you fill in the cell?"). All pass: `check` returns `points`;
-some pass: the partial score (a float, nbgrader's partial credit); none: `AssertionError`.
+some pass: the partial score (a float to two decimals, nbgrader's partial credit; the last line
+reads `[part] score 3.11 / 4`); none: `CheckFailed`, an `AssertionError` that Jupyter shows as one
+short line under the FAIL lines (no traceback into the check library) while nbgrader still sees an
+error output and gives the cell 0. Lines are wrapped at spaces to 96 columns.
 Hidden mode uses other seeds and sizes (head counts, patch sizes, batch size 1, t as `(b,)` and
 `(b, 1, 1, 1)`).
 
@@ -92,6 +95,32 @@ eval mode (dropout off).
 """
 
 
+_RUBRIC = """## Weighting rubric
+
+A part's points are shared among its sub-checks by weight. The weights follow four rules:
+
+1. **A wrong result weighs most.** The sub-check that compares the part's output with the
+   mathematics (`loss`, `values`, `patch_map`, `local`, `sequence`) weighs 1.5 to 2.
+2. **What the rest of the course needs from the part weighs 1**: the output shape, the null
+   label's embedding row, a conditioning per sample broadcast over the tokens, the identity at
+   initialisation, an input left unchanged. Getting one wrong breaks a later cell.
+3. **A convention the docstring pins that changes the math a little or not at all weighs
+   0.25 to 0.5**: `t` of shape `(b, 1, 1, 1)`, batch size 1, the eps, the device of the mask,
+   a learnable positional encoding, an extra module after the last DiT layer.
+4. **One mistake, one sub-check.** Each sub-check's inputs are chosen so that the other
+   conventions do not matter: batch size 1 with `t` of shape `(1,)` (the other shape is
+   `t_shapes`'), as many samples as tokens where a wrong broadcast would otherwise raise, a fresh
+   copy of the inputs for every call, the times' distribution judged apart from where it ends, the
+   parameter count without charging a forward pass that fails. Only a result that is wrong as a
+   whole (an output of the wrong shape, tokens or heads scrambled) fails several sub-checks:
+   nothing else can be compared. `tests/test_checks_catalog.py` pins this for every mutant.
+
+Messages name the deviation that was found ("an extra module runs after the last layer:
+final_norm (LayerNorm), final_linear (Linear)"); where the cause is a guess the message says so
+("eps not applied?"). Each part's table below ends with why its weights are what they are.
+"""
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -103,14 +132,23 @@ def subcheck_tables() -> str:
         lines += [f"### {name}", "", f"visible sizes `{vis}`, hidden `{hid}`", "",
                   "| sub-check | weight | checks |", "|---|---|---|"]
         lines += [f"| {s.name} | {s.weight:g} | {_cell(s.description)} |" for s in part.subchecks]
-        lines.append("")
+        lines += ["", f"Why these weights: {part.rationale}", ""]
     return "\n".join(lines)
 
 
 def markdown(outcomes: List[Outcome]) -> str:
     mut = [o for o in outcomes if o.entry.kind == "mutant"]
     alt = [o for o in outcomes if o.entry.kind == "alternative"]
-    lines = [_INTRO, subcheck_tables(), "## Mutants (wrong implementations) and the message each gets", "",
+    real = [o for o in mut if o.entry.fraction is not None]
+    lines = [_INTRO, _RUBRIC, subcheck_tables(), "## Real-style variants", "",
+             "Habits of real submissions of this lab (`autograder/catalog/real.py`), each with the share "
+             "of the points a careful human grader gives it (the tests pin it) and the message it gets.", "",
+             "| part | variant | what it does | share | visible | hidden | message it gets |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {o.entry.part} | {o.entry.name} | {_cell(o.entry.doc)} | {o.entry.fraction:.0%} | "
+              f"{o.visible:.0%} | {o.hidden:.0%} | {_cell(o.first_message)} |" for o in real]
+    lines += ["", "The real-style alternatives (full marks) are in the last table.", "",
+              "## Mutants (wrong implementations) and the message each gets", "",
              f"Caught {sum(o.ok for o in mut)} of {len(mut)}; the percentages are the share of points "
              "earned in each mode.", "",
              "| part | mutant | what it does | visible | hidden | message it gets |",

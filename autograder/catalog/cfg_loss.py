@@ -75,7 +75,7 @@ class RandnTime(_Base):
         return torch.randn(z.shape[0], device=z.device)
 
 
-@mutant(P, "t reaches")
+@mutant(P, "above 1 - eps")
 class TimeToOne(_Base):
     """t ~ U[0, 1): ignores eps."""
 

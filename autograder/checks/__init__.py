@@ -16,22 +16,12 @@ import sys
 from typing import Dict
 
 import cfgflow.checks as _visible
+from cfgflow import course
 from cfgflow.checks import Fail, Part, Report, SubCheck, _integrity, check
 from cfgflow.checks._core import run_part
 
-from .attention import PART as _MHA
-from .cfg_loss import PART as _CFG_LOSS
-from .dit import DIT as _DIT
-from .dit import DIT_LAYER as _DIT_LAYER
-from .dit import MNIST_DIT as _MNIST_DIT
-from .fourier import PART as _FOURIER
-from .mlp_field import PART as _MLP_FIELD
-from .patches import DEPATCHIFIER as _DEPATCHIFIER
-from .patches import PATCHIFIER as _PATCHIFIER
-
 VISIBLE: Dict[str, Part] = _visible.PARTS
-HIDDEN: Dict[str, Part] = {p.name: p for p in (
-    _CFG_LOSS, _MLP_FIELD, _FOURIER, _PATCHIFIER, _MHA, _DIT_LAYER, _DIT, _DEPATCHIFIER, _MNIST_DIT)}
+HIDDEN: Dict[str, Part] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
 PARTS = HIDDEN  # the part names, in notebook order (every part has both tables)
 if list(HIDDEN) != list(VISIBLE):
     raise ImportError(f"hidden parts {list(HIDDEN)} differ from the visible parts {list(VISIBLE)}")

@@ -1,7 +1,10 @@
 """Build the example submissions from the release, by programmatic edits (so they stay in sync).
 
-    python -m autograder.examples.build                 # into autograder/examples/
+    python -m autograder.examples.build                 # into autograder/examples/ (git-ignored)
     python -m autograder.examples.build --out /tmp/ex   # somewhere else
+
+They are built where they are used, never committed: the pipeline builds them from its fresh
+release, the tests from the sources (the ``examples`` fixture of tests/conftest.py).
 
 For each assignment ``A`` it writes ``{out}/{A}/{student}/{A}.ipynb`` (the layout
 ``python -m autograder.grade`` reads) for three students:
@@ -9,7 +12,7 @@ For each assignment ``A`` it writes ``{out}/{A}/{student}/{A}.ipynb`` (the layou
 * ``complete``  -- the release with every solution region filled in from the source (markers
   removed): what a student who did everything right hands in;
 * ``untouched`` -- the release exactly as handed out (every stub still raises);
-* ``buggy``     -- ``complete`` with realistic bugs from real submissions (GUIDE section 3),
+* ``buggy``     -- ``complete`` with realistic bugs from real submissions,
   listed in :data:`BUGS` with the check part each one breaks.
 
 An edit whose text is not found raises ``ValueError``: a change to the solutions that would

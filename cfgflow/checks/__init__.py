@@ -4,8 +4,9 @@
     check("fourier_encoder", FourierEncoder, points=2)
 
 Every part has one table of weighted sub-checks (see ``docs/grading-checks.md``). ``check``
-prints one line per sub-check to stdout, returns the earned points as a float when any sub-check
-passed and raises ``AssertionError`` listing the failures when none did.
+prints one line per sub-check to stdout, returns the earned points (two decimals) as a float when
+any sub-check passed and raises :class:`CheckFailed` (an ``AssertionError`` that Jupyter shows as
+one short line, not a traceback) listing the failures when none did.
 
 Nothing here computes a graded part's output: the checks probe properties of the student's
 module, run it with test doubles, or write recorded canonical weights into it and compare its
@@ -23,22 +24,13 @@ from __future__ import annotations
 import sys
 from typing import Callable, Dict, Optional
 
+from .. import course
 from . import _gradekey, _integrity, _signing
 from ._core import Fail, Part, Report, SubCheck, run_part
-from .attention import PART as _MHA
-from .cfg_loss import PART as _CFG_LOSS
-from .dit import DIT as _DIT
-from .dit import DIT_LAYER as _DIT_LAYER
-from .dit import MNIST_DIT as _MNIST_DIT
-from .fourier import PART as _FOURIER
-from .mlp_field import PART as _MLP_FIELD
-from .patches import DEPATCHIFIER as _DEPATCHIFIER
-from .patches import PATCHIFIER as _PATCHIFIER
 
-PARTS: Dict[str, Part] = {p.name: p for p in (
-    _CFG_LOSS, _MLP_FIELD, _FOURIER, _PATCHIFIER, _MHA, _DIT_LAYER, _DIT, _DEPATCHIFIER, _MNIST_DIT)}
+PARTS: Dict[str, Part] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
 
-__all__ = ["check", "run_check", "PARTS", "Fail", "Part", "Report", "SubCheck"]
+__all__ = ["check", "run_check", "CheckFailed", "PARTS", "Fail", "Part", "Report", "SubCheck"]
 
 
 def run_check(part: str, student_class, *, points: float = 1.0, allow_reference: bool = False,
@@ -48,6 +40,20 @@ def run_check(part: str, student_class, *, points: float = 1.0, allow_reference:
         raise ValueError(f"part must be one of {sorted(PARTS)}, got {part!r}")
     return run_part(PARTS[part], student_class, points=points, hidden=False,
                     allow_reference=allow_reference, out=out)
+
+
+class CheckFailed(AssertionError):
+    """Raised by :func:`check` when no sub-check passed. nbgrader sees an error output (0 points) as
+    for any exception; Jupyter shows only the one line of :meth:`_render_traceback_`, under the
+    FAIL lines the check printed, instead of a traceback through the check library."""
+
+    def __init__(self, part: str, points: float, failures):
+        self.part, self.points, self.failures = part, points, list(failures)
+        super().__init__(f"{part}: 0 / {points:g} points\n" + "\n".join(f"- {f}" for f in self.failures))
+
+    def _render_traceback_(self):  # IPython's hook: the lines an error output shows
+        return [f"\x1b[0;31mCheckFailed\x1b[0m: {self.part}: 0 / {self.points:g} points "
+                "(the FAIL lines above say what is wrong)"]
 
 
 _HIDDEN: Dict[str, Callable] = {}  # "run": the hidden runner of the grading environment
@@ -73,12 +79,13 @@ def _make_check(key: Optional[bytes], nonce: str):
     hidden_slot = _HIDDEN
     tampering = _integrity.tampering
     signed_line = _signing.signed_line
+    failed = CheckFailed
 
     def check(part: str, student_class, *, points: float, hidden: bool = False) -> float:
         """Grade ``student_class`` for ``part``; the cell's value is the earned points.
 
         Returns ``float(points)`` when every sub-check passes, the partial score when some do;
-        raises ``AssertionError`` listing what is wrong when none does.
+        raises :class:`CheckFailed` listing what is wrong when none does.
         """
         earned, failures = 0.0, []
         try:
@@ -99,8 +106,7 @@ def _make_check(key: Optional[bytes], nonce: str):
             if key is not None:  # graded by the engine: one signed line per call, 0 on errors
                 print(signed_line(key, nonce, part, hidden, earned, points), file=sys.stdout)
         if earned <= 0:
-            raise AssertionError(f"{part}: 0 / {points:g} points\n" + "\n".join(
-                f"- {f}" for f in failures))
+            raise failed(part, points, failures)
         return earned
 
     check.__qualname__ = "check"

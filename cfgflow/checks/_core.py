@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sys
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -17,14 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..course import REFERENCE_CLASSES as _GRADED_REFERENCE_NAMES  # refused: be, subclass, contain
 from . import _integrity
-
-# Graded reference classes: a submission may not be, subclass or contain one of these.
-_GRADED_REFERENCE_NAMES = (
-    "CFGTrainer", "MNISTCFGTrainer", "MLPConditionalVectorField", "FourierEncoder", "Patchifier",
-    "MHA", "DiffusionTransformerLayer", "DiffusionTransformer", "Depatchifier",
-    "MNISTDiffusionTransformer",
-)
 
 
 class Fail(Exception):
@@ -45,6 +41,7 @@ class Part:
     subchecks: Sequence[SubCheck]
     config: Dict[str, Any]                     # sizes and seeds of this table's mode
     hints: Dict[str, str] = field(default_factory=dict)  # exception-text substring -> hint
+    rationale: str = ""  # why the weights are what they are (docs/grading-checks.md, weighting rubric)
 
     def replaced(self, config: Dict[str, Any], **fns: Callable[["Context"], None]) -> "Part":
         """The same table (names, descriptions, weights, hints) with other sizes and seeds and the
@@ -53,7 +50,7 @@ class Part:
         if unknown:
             raise ValueError(f"{self.name} has no sub-checks {sorted(unknown)}")
         subs = [SubCheck(s.name, s.description, s.weight, fns.get(s.name, s.fn)) for s in self.subchecks]
-        return Part(self.name, subs, dict(config), dict(self.hints))
+        return Part(self.name, subs, dict(config), dict(self.hints), self.rationale)
 
 
 @dataclass
@@ -82,7 +79,8 @@ class Report:
 
     @property
     def earned(self) -> float:
-        return round(self.points * self.fraction, 4)
+        """Points earned, to two decimals: what people read (``3.11 / 4``) and what nbgrader adds up."""
+        return round(self.points * self.fraction, 2)
 
     @property
     def failures(self) -> List[str]:
@@ -164,18 +162,33 @@ def describe_exception(e: BaseException, hints: Dict[str, str]) -> str:
     return msg
 
 
-_BATCH1_HINT = ("at batch size 1 -> avoid .squeeze() (it drops the batch axis too): use t.reshape(-1) "
-                "or t.reshape(-1, 1)")
+BATCH1_HINT = ("something drops the batch axis when b = 1 (t.squeeze() does, and so does .squeeze() "
+               "on an embedding): use t.reshape(-1) or t.reshape(-1, 1)")
 
 
-def at_batch1(fn, *args):
-    """Call ``fn(*args)``; an exception becomes a failure that names batch size 1."""
+T4_HINT = "reshape t to (b,) or (b, 1) first, whatever shape it comes in: t.reshape(-1)"
+
+
+def raising_as(when: str, hint: str, fn, *args):
+    """Call ``fn(*args)``; an exception becomes a failure that says under which input it happened
+    (``when``) and what usually causes it (``hint``)."""
     try:
         return fn(*args)
     except (Fail, NotImplementedError):
         raise
     except Exception as e:  # noqa: BLE001 - the student's error, reported with a hint
-        raise Fail(f"{describe_exception(e, {})} {_BATCH1_HINT}") from e
+        raise Fail(f"{when} {describe_exception(e, {})} -> {hint}") from e
+
+
+def at_batch1(fn, *args):
+    """Call ``fn(*args)`` on batch-size-1 inputs whose ``t`` has shape ``(1,)`` (the other t shape
+    has its own sub-check); an exception becomes a failure that names batch size 1."""
+    return raising_as("at batch size 1 (t of shape (1,))", BATCH1_HINT, fn, *args)
+
+
+def with_t4(fn, *args):
+    """Call ``fn(*args)`` whose ``t`` has shape ``(b, 1, 1, 1)``; an exception names that shape."""
+    return raising_as("with t of shape (b, 1, 1, 1)", T4_HINT, fn, *args)
 
 
 @torch.no_grad()
@@ -268,7 +281,7 @@ def run_part(part: Part, cls, *, points: float, hidden: bool = False,
     elif not allow_reference:
         report.refused = reference_use(cls)
     if report.refused:
-        print(f"{tag} FAIL  refused: {report.refused}", file=out)
+        emit(f"{tag} FAIL  refused: {report.refused}", out, len(tag) + 7)
         return report
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is faster and fair to a shared machine
@@ -278,9 +291,24 @@ def run_part(part: Part, cls, *, points: float, hidden: bool = False,
         torch.set_num_threads(threads)
     if _integrity.tampering():  # patched during the run
         report.refused = "the functions the checks rely on were replaced while the checks ran"
-        print(f"{tag} FAIL  refused: {report.refused}", file=out)
+        emit(f"{tag} FAIL  refused: {report.refused}", out, len(tag) + 7)
     print(f"{tag} score {report.earned:g} / {points:g}", file=out)
     return report
+
+
+LINE_WIDTH = 96  # check lines are wrapped at spaces: a browser would otherwise break them mid-word
+
+
+_SHORT_PARENS = re.compile(r"\([^()]{1,24}\)")  # "(b, 1, 1, 1)": kept on one line
+
+
+def emit(line: str, out, indent: int = 0) -> None:
+    """Print ``line`` wrapped at spaces to ``LINE_WIDTH`` columns, continuation lines indented;
+    a short parenthesis such as a shape is never split."""
+    kept = _SHORT_PARENS.sub(lambda m: m.group(0).replace(" ", "\0"), line)
+    text = textwrap.fill(kept, LINE_WIDTH, subsequent_indent=" " * indent, break_long_words=False,
+                         break_on_hyphens=False)
+    print(text.replace("\0", " "), file=out)
 
 
 def _run_subchecks(part: Part, cls, hidden: bool, allow_reference: bool, report: Report, tag: str, out):
@@ -305,12 +333,13 @@ def _run_subchecks(part: Part, cls, hidden: bool, allow_reference: bool, report:
         report.results.append(res)
         line = f"{tag} PASS  {sub.description}" if res.passed else \
             f"{tag} FAIL  {sub.description}: {res.message}"
-        print(line, file=out)
+        indent = len(tag) + 7
+        emit(line, out, indent)
         extra = noise.getvalue().strip()
         if extra:
-            print(f"{tag}   (your code printed: {extra[:200]!r})", file=out)
+            emit(f"{tag}   (your code printed: {extra[:200]!r})", out, indent)
         for w in caught[:3]:
-            print(f"{tag}   (warning: {w.category.__name__}: {str(w.message)[:200]})", file=out)
+            emit(f"{tag}   (warning: {w.category.__name__}: {str(w.message)[:200]})", out, indent)
 
 
 _integrity.register_own(sys.modules[__name__], "max_err", "close", "run_part", "reference_use",

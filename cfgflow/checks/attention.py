@@ -206,4 +206,9 @@ PART = Part(
     CONFIG,
     {"shape '[": "view/reshape sizes must multiply to the tensor size",
      "size of tensor": "check the shapes of q, k, v: (b, h, n, head_dim)"},
+    rationale=(
+        "The attention values computed with the student's own projections are the result (2); the output "
+        "shape (1). Permutation equivariance (0.5) names a head split that mixes tokens; batch "
+        "independence (0.5)."
+    ),
 )

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from . import _data
 from ._core import (
+    BATCH1_HINT,
     Fail,
     Part,
     SubCheck,
@@ -32,6 +33,7 @@ from ._core import (
     expect_shape,
     max_err,
     rerandomize,
+    with_t4,
     zero_parameters,
 )
 
@@ -75,11 +77,8 @@ def _identity(ctx):
     x = torch.randn(b, n, d)
     out = layer(x, torch.randn(b, d))
     expect_shape(out, (b, n, d))
-    if close(out, x, 1e-6):
-        return
-    if _cond_units_zero(layer, d):
-        raise Fail("not the identity although the conditioning output is zero: gates unused - multiply each "
-                   "branch by its gate, x = x + gate[:, None] * branch(...)")
+    if close(out, x, 1e-6) or _cond_units_zero(layer, d):
+        return  # zero conditioning output but not the identity: the gates' mistake, charged there
     raise Fail("not the identity at initialisation: zero-initialise the last Linear of the conditioning "
                "network (adaLN-Zero: nn.init.zeros_ on its weight and bias)")
 
@@ -114,8 +113,20 @@ class _Override:
             h.remove()
 
 
+GATES_UNUSED = ("with all modulation values zero the layer is not the identity: gates unused - multiply "
+                "each branch by its gate, x = x + gate[:, None] * branch(...)")
+SCALE_ONLY = ("with shift = scale = 0 the branch ignores x: modulation is x * scale + shift; use "
+              "x * (1 + scale) + shift")
+
+
 @torch.no_grad()
 def _gate_probe(ctx):
+    """``(gates, blocks, effect, problem)``: the modulation blocks that act as gates, all blocks,
+    each block's effect on the output with the others zero, and the gates' mistake (or None).
+
+    Tokens and samples are equally many (b == n) and the hooks write the same block values for
+    every sample, so a wrong broadcast of the conditioning (the broadcast sub-check's) changes
+    nothing here."""
     if "gates" in ctx.cache:
         return ctx.cache["gates"]
     d, n = ctx["dim"], ctx["n"]
@@ -126,46 +137,56 @@ def _gate_probe(ctx):
     rerandomize(layer, ctx["seed"])
     hooks = _Override(units, d)
     try:
-        x, c = torch.randn(2, n, d), torch.randn(2, d)
+        x, c = torch.randn(n, n, d), torch.randn(n, d)
         hooks.values = {}
         base = layer(x, c)
-        if not close(base, x, 1e-6):
-            raise Fail("with all modulation values zero the layer is not the identity: gates unused - "
-                       "multiply "
-                       "each branch by its gate")
         effect = {}
         for blk in hooks.blocks():
             hooks.values = {blk: 1.0}
-            effect[blk] = layer(x, c) - x
-        gates = [blk for blk, e in effect.items() if float(e.abs().max()) > 1e-6]
-        if len(gates) != 2:
-            raise Fail(f"{len(gates)} of the {len(effect)} modulation blocks act as gates, expected 2 "
-                       "(alpha1, alpha2): with gate = 0 a branch must contribute nothing")
-        for blk in gates:
-            e = effect[blk]
-            if float((e - e[:, :1]).abs().max()) < 1e-5 * (1 + float(e.abs().max())):
-                raise Fail("with shift = scale = 0 the branch ignores x: modulation is x * scale + shift; "
-                           "use x * (1 + scale) + shift")
-        ctx.cache["gates"] = (gates, list(effect))
+            effect[blk] = layer(x, c) - base
     finally:
         hooks.remove()
+    problem, gates = None, []
+    if not close(base, x, 1e-6):
+        problem = GATES_UNUSED
+    else:
+        gates = [blk for blk, e in effect.items() if float(e.abs().max()) > 1e-6]
+        if len(gates) != 2:
+            problem = (f"{len(gates)} of the {len(effect)} modulation blocks act as gates, expected 2 "
+                       "(alpha1, alpha2): with gate = 0 a branch must contribute nothing")
+        elif any(float((effect[g] - effect[g][:, :1]).abs().max()) < 1e-5 * (1 + float(effect[g].abs().max()))
+                 for g in gates):
+            problem = SCALE_ONLY
+    ctx.cache["gates"] = (gates, list(effect), effect, problem)
     return ctx.cache["gates"]
 
 
 def _gates(ctx):
-    _gate_probe(ctx)
+    problem = _gate_probe(ctx)[3]
+    if problem:
+        raise Fail(problem)
+
+
+UNUSED_BLOCK = ("a shift/scale block of the conditioning output is unused: modulate the normalised input "
+                "of both branches, x * (1 + scale) + shift")
 
 
 @torch.no_grad()
 def _modulation(ctx):
-    gates, blocks = _gate_probe(ctx)
+    """Every shift/scale block changes the output once the gates are open (gates unused: the four
+    blocks that change it are taken for shift and scale; the gates are the gates sub-check's)."""
+    gates, blocks, effect, problem = _gate_probe(ctx)
+    if problem == GATES_UNUSED:  # branches always open: 4 of the 6 blocks must act
+        if sum(float(e.abs().max()) > 1e-6 for e in effect.values()) < len(blocks) - 2:
+            raise Fail(UNUSED_BLOCK)
+        return
     d, n = ctx["dim"], ctx["n"]
     layer = _lbuild(ctx)
     units = _cond_units(layer, d)
     rerandomize(layer, ctx["seed"])
     hooks = _Override(units, d)
     try:
-        x, c = torch.randn(2, n, d), torch.randn(2, d)
+        x, c = torch.randn(n, n, d), torch.randn(n, d)
         opened = {g: 1.0 for g in gates}
         hooks.values = dict(opened)
         base = layer(x, c)
@@ -174,9 +195,7 @@ def _modulation(ctx):
                 continue
             hooks.values = {**opened, blk: 0.7}
             if max_err(layer(x, c), base) < 1e-6:
-                raise Fail("a shift/scale block of the conditioning output is unused: modulate the "
-                           "normalised "
-                           "input of both branches, x * (1 + scale) + shift")
+                raise Fail(UNUSED_BLOCK)
     finally:
         hooks.remove()
 
@@ -227,6 +246,12 @@ DIT_LAYER = Part(
     ],
     LAYER_CONFIG,
     {"size of tensor": _BROADCAST_HINT},
+    rationale=(
+        "Output shape (1), identity at initialisation (1: adaLN-Zero is what makes deep stacks train), "
+        "gates (1) and a per-sample conditioning broadcast over the tokens (1) each change what the block "
+        "computes. That every shift/scale block is used (0.5) and that attention mixes tokens (0.5) are "
+        "probed on a re-randomised layer and catch rarer mistakes."
+    ),
 )
 
 # ------------------------------------------------------------------------------ dit
@@ -239,9 +264,16 @@ def _tbuild(ctx):
     return ctx.new(ctx["depth"], ctx["n"], ctx["dim"], heads=ctx["heads"])
 
 
-def _pos(model, n, d):
-    for p in list(model.parameters(recurse=False)) + list(model.parameters()):
-        if p.numel() == n * d and p.dim() in (2, 3) and tuple(p.shape[-2:]) == (n, d):
+def _pos(model, n, d, learned=True):
+    """The positional encoding: a parameter of shape (n, d) or (1, n, d); with ``learned=False``
+    also a buffer or plain tensor attribute (whether it is learned is the pos sub-check's)."""
+    pool = list(model.parameters(recurse=False)) + list(model.parameters())
+    if not learned:
+        pool += list(model.buffers()) + [v for m in model.modules() for v in vars(m).values()
+                                         if isinstance(v, torch.Tensor)]
+    for p in pool:
+        if p.dtype.is_floating_point and p.numel() == n * d and p.dim() in (2, 3) and \
+                tuple(p.shape[-2:]) == (n, d):
             return p
     raise Fail(f"no positional encoding found: add a learned nn.Parameter of shape (n_tokens, dim) = "
                f"({n}, {d})")
@@ -259,8 +291,10 @@ def _layers(model, depth):
 
 
 def _tshape(ctx):
-    model, b, n, d = _tbuild(ctx), ctx["b"], ctx["n"], ctx["dim"]
-    expect_shape(model(torch.randn(b, n, d), torch.randn(b, d)), (b, n, d))
+    """b == n: a positional encoding broadcast over the wrong axis keeps the shape (it is the
+    sequence sub-check's mistake)."""
+    model, n, d = _tbuild(ctx), ctx["n"], ctx["dim"]
+    expect_shape(model(torch.randn(n, n, d), torch.randn(n, d)), (n, n, d))
 
 
 def _tpos(ctx):
@@ -305,7 +339,7 @@ def sequence_setup(ctx):
     if len({id(m) for m in layers}) != depth:
         raise Fail("the same layer object is repeated: build depth independent layers")
     rerandomize(model, ctx["seed"])
-    pos = _pos(model, n, d).reshape(1, n, d)
+    pos = _pos(model, n, d, learned=False).reshape(1, n, d)
     return model, layers, pos, torch.randn(n, n, d), torch.randn(n, d)
 
 
@@ -341,22 +375,61 @@ def _sequence(ctx):
     expect_shape(out, x.shape)
 
     def chained(first_input):
+        """The layers called in order from ``first_input``, each on the previous one's output,
+        all with c (what follows the last layer is the output sub-check's)."""
         if [k for k, *_ in calls] != list(range(len(layers))) or not close(calls[0][1], first_input, 1e-4):
             return False
         links = all(close(calls[i][1], calls[i - 1][3], 1e-4) for i in range(1, len(calls)))
-        same_c = all(ci.shape == c.shape and max_err(ci, c) == 0 for _, _, ci, _ in calls)
-        return links and same_c and close(out, calls[-1][3], 1e-4)
+        return links and all(ci.shape == c.shape and max_err(ci, c) == 0 for _, _, ci, _ in calls)
 
     if chained(x + pos):
         return
     ends = [call for call in calls if call[0] in (0, len(layers) - 1)]
-    if any(close(xi, x + pos, 1e-4) and close(out, o, 1e-4) for _, xi, _, o in ends):
+    if calls and any(close(xi, x + pos, 1e-4) and close(calls[-1][3], o, 1e-4) for _, xi, _, o in ends):
         raise Fail(ONE_LAYER)
     if chained(x):
         raise Fail(NO_POS)
     if chained(x + pos.reshape(pos.shape[1], 1, pos.shape[2])):
         raise Fail(POS_AXIS)
     raise Fail(NOT_SEQUENCE)
+
+
+EXTRA_AFTER = ("an extra module runs after the last layer: {names}: the DiffusionTransformer returns the "
+               "last layer's output (the Depatchifier comes next)")
+NOT_LAST = "the output is not the last layer's output: return x after the loop over the layers"
+
+
+@torch.no_grad()
+def _output(ctx):
+    """The model returns its last layer's output; modules that ran after it are named."""
+    depth, n, d = ctx["depth"], ctx["n"], ctx["dim"]
+    model = _tbuild(ctx)
+    last = _layers(model, depth)[-1]
+    rerandomize(model, ctx["seed"])
+    inside = {id(m) for layer in _layers(model, depth) for m in layer.modules()}
+    order, seen = [], {}
+
+    def hook(name):
+        def record(module, inputs, output):
+            order.append(name)
+            if module is last:
+                seen["last"] = (len(order), output)
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules()
+               if name and (m is last or id(m) not in inside)]
+    try:
+        out = model(torch.randn(n, n, d), torch.randn(n, d))
+    finally:
+        for h in handles:
+            h.remove()
+    if "last" not in seen:
+        raise Fail("the last layer never ran: apply every layer, x = layer(x, c)")
+    at, last_out = seen["last"]
+    if isinstance(last_out, torch.Tensor) and close(out, last_out, 1e-5):
+        return
+    after = [f"{name} ({type(model.get_submodule(name)).__name__})" for name in order[at:]]
+    raise Fail(EXTRA_AFTER.format(names=", ".join(after)) if after else NOT_LAST)
 
 
 DIT = Part(
@@ -367,10 +440,17 @@ DIT = Part(
         SubCheck("inplace", "input left unchanged (works on a tensor that requires grad)", 1, _inplace),
         SubCheck("sequence", "depth layers applied in sequence to x + pos (broadcast over the batch)", 1.5,
                  _sequence),
+        SubCheck("output", "returns the last layer's output", 0.25, _output),
     ],
     DIT_CONFIG,
     {"size of tensor": "add pos[None] (1, n, d) to x (b, n, d)",
      "leaf variable": "add the positional encoding out of place: x = x + self.pos"},
+    rationale=(
+        "Applying the layers in sequence to x + pos is the computation (1.5). Leaving the input unchanged "
+        "(1): x += pos breaks training on a tensor that requires grad. Output shape (1). A learned "
+        "positional encoding (0.5). Returning the last layer's output (0.25): an extra module after it "
+        "does not break the model, it only adds what the Depatchifier already does."
+    ),
 )
 
 # ------------------------------------------------------------------------------ mnist_dit
@@ -399,25 +479,30 @@ def _mshape(ctx):
         expect_shape(model(*_minputs(b)), (b, 1, 32, 32), f"output for patch size {v[0]}")
 
 
+def _fresh(model, x, t, y):
+    """``model`` on copies of the inputs: a model that modifies them in place (the inplace
+    sub-check's mistake) still sees the same inputs at every call."""
+    return model(x.clone(), t.clone(), y.clone())
+
+
 @torch.no_grad()
 def _mtimes(ctx):
     model, b = _mbuild(ctx), ctx["b"]
     rerandomize(model, ctx["seed"])
     x, t, y = _minputs(b)
-    a = model(x, t, y)
-    c = model(x, t.reshape(b, 1, 1, 1), y)
+    a = _fresh(model, x, t, y)
+    c = with_t4(_fresh, model, x, t.reshape(b, 1, 1, 1), y)
     if not close(c, a, 1e-5):
         raise Fail("t of shape (b, 1, 1, 1) gives another result than t of shape (b,): reshape t to (b,)")
 
 
 @torch.no_grad()
 def _mbatch1(ctx):
+    """Batch size 1 with t of shape (1,) (the (b, 1, 1, 1) shape is t_shapes')."""
     model = _mbuild(ctx)
     x, t, y = _minputs(1)
-    for tt in (t, t.reshape(1, 1, 1, 1)):
-        out = at_batch1(model, x, tt, y)
-        expect_shape(out, (1, 1, 32, 32), f"output at batch size 1 (t {tuple(tt.shape)})",
-                     "avoid t.squeeze(): use t.reshape(-1)")
+    out = at_batch1(model, x, t, y)
+    expect_shape(out, (1, 1, 32, 32), "output at batch size 1 (t of shape (1,))", BATCH1_HINT)
 
 
 @torch.no_grad()
@@ -437,16 +522,16 @@ def _mcond(ctx):
     model, b = _mbuild(ctx), ctx["b"]
     rerandomize(model, ctx["seed"])
     x, t, y = _minputs(b)
-    out = model(x, t, y)
-    if max_err(model(x, t, (y + 1) % 10), out) < 1e-6:
+    out = _fresh(model, x, t, y)
+    if max_err(_fresh(model, x, t, (y + 1) % 10), out) < 1e-6:
         raise Fail("the output does not depend on the label y: add the label embedding to the conditioning")
-    if max_err(model(x, (t + 0.3) % 1, y), out) < 1e-6:
+    if max_err(_fresh(model, x, (t + 0.3) % 1, y), out) < 1e-6:
         raise Fail("the output does not depend on t: add the time embedding to the conditioning")
-    if max_err(model(torch.randn_like(x), t, y), out) < 1e-6:
+    if max_err(_fresh(model, torch.randn_like(x), t, y), out) < 1e-6:
         raise Fail("the output does not depend on x")
     x2 = x.clone()
     x2[0] = torch.randn(1, 32, 32)
-    if max_err(model(x2, t, y)[1:], out[1:]) > 1e-5:
+    if max_err(_fresh(model, x2, t, y)[1:], out[1:]) > 1e-5:
         raise Fail("changing sample 0 changes other samples: keep samples independent")
 
 
@@ -463,9 +548,17 @@ def _minplace(ctx):
 
 
 def count_params(ctx, want):
+    """The parameter count of the constructed model. The forward must be written (a stub's
+    ``NotImplementedError`` earns nothing here), but whether it runs is the other sub-checks'
+    business: a forward that fails (at batch size 1, say) is not charged again here."""
     model = _mbuild(ctx)
-    with torch.no_grad():
-        model(*_minputs(1))  # a stub's forward must not earn this
+    try:
+        with torch.no_grad():
+            model(*_minputs(2))
+    except NotImplementedError:
+        raise
+    except Exception:  # noqa: BLE001 - charged by shape / batch1 / ..., not by the parameter count
+        pass
     got = sum(q.numel() for q in model.parameters())
     if not 0.3 * want <= got <= 3 * want:
         raise Fail(f"{got} parameters, expected about {want} for these sizes (0.3x to 3x): check the layer "
@@ -490,4 +583,10 @@ MNIST_DIT = Part(
     MNIST_CONFIG,
     {"index out of range": "the label embedding needs 11 rows (null label 10)",
      "size of tensor": "check shapes: t must become (b,) and the conditioning (b, dim)"},
+    rationale=(
+        "The parts are graded on their own; here what the assembly adds: the output shape (1), the null "
+        "label's row (1) and conditioning on x, y and t per sample (1). Accepting t of shape (b, 1, 1, "
+        "1), batch size 1, inputs left unchanged and a parameter count in range (0.5 each) are "
+        "conventions and sanity checks."
+    ),
 )

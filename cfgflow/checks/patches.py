@@ -68,17 +68,21 @@ def _probe(ctx):
             outside[r * p:(r + 1) * p, c * p:(c + 1) * p, token_of_patch[r, c]] = False
     if outside.any():
         raise Fail("a token depends on pixels outside its own patch: tokens are scrambled")
-    x1, x2 = torch.randn(2, 1, img, img), torch.randn(2, 1, img, img)
+    ctx.cache["probe"] = (token_of_patch, kernels, base[0], P)
+    return ctx.cache["probe"]
+
+
+@torch.no_grad()
+def _pmap(ctx):
+    """Affine (no activation: the order sub-check does not need it) and one kernel for every patch."""
+    _, kernels, bias, P = _probe(ctx)
+    img = ctx["img"]
+    x1, x2, zero = torch.randn(2, 1, img, img), torch.randn(2, 1, img, img), torch.zeros(1, 1, img, img)
+    base = P(zero)
     # affine: P(x1 + x2 / 2) - P(0) = (P(x1) - P(0)) + (P(x2) - P(0)) / 2
     if not close(P(x1 + 0.5 * x2) - base, (P(x1) - base) + 0.5 * (P(x2) - base), 1e-4):
         raise Fail("the output is not an affine function of the image: a patchifier is one linear map per "
                    "patch (no activation)")
-    ctx.cache["probe"] = (token_of_patch, kernels, base[0])
-    return ctx.cache["probe"]
-
-
-def _pmap(ctx):
-    _, kernels, bias = _probe(ctx)
     same = close(kernels, kernels[:1].expand_as(kernels), 1e-4)
     same = same and close(bias, bias[:1].expand_as(bias), 1e-4)
     if not same:
@@ -87,7 +91,7 @@ def _pmap(ctx):
 
 
 def _porder(ctx):
-    token_of_patch, _, _ = _probe(ctx)
+    token_of_patch = _probe(ctx)[0]
     G = token_of_patch.shape[0]
     grid = torch.arange(G * G).reshape(G, G)
     if torch.equal(token_of_patch, grid):
@@ -116,6 +120,11 @@ PATCHIFIER = Part(
     ],
     PATCHIFIER_CONFIG,
     {"size of tensor": "check the shapes: (b, 1, img, img) -> (b, n, d)"},
+    rationale=(
+        "One shared affine map per patch is the math (2). The row-major order (1) is a convention the "
+        "depatchifier must invert: a different order breaks the pair. The output shape (1); treating "
+        "samples independently at any batch size (0.5)."
+    ),
 )
 
 # ------------------------------------------------------------------------------ depatchifier
@@ -212,4 +221,8 @@ DEPATCHIFIER = Part(
     DEPATCHIFIER_CONFIG,
     {"shape '[": "view/reshape sizes must multiply to the tensor size: (b, n, f*p*p) -> (b, f, img, img)",
      "size of tensor": "check the shapes: (b, n, d) -> (b, 1, img, img)"},
+    rationale=(
+        "Token k changing only its own patch is the math (1.5); the inverse of the patchifier's order (1) "
+        "and the output shape (1) are what the model needs; batch independence (0.5)."
+    ),
 )
