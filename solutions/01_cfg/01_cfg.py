@@ -235,8 +235,9 @@ plt.show()
 # * `self.path.p_data.sample(batch_size)` returns `z` of shape `(b, ...)` and `y` of shape
 #   `(b,)`.
 # * A per-sample mask "with probability $\eta$" is `torch.rand(batch_size, device=...) <
-#   self.eta`. Create it (and `t`) **on the device of the data**: on a GPU a CPU mask
-#   combined with GPU labels is an error.
+#   self.eta`. Create it (and `t`) **on the device of the data**: on a GPU a CPU mask in
+#   `torch.where` or `masked_fill` with GPU labels is an error (only plain indexing,
+#   `y[mask] = ...`, tolerates it).
 # * `t` has shape `(b,)`; the path reshapes it itself. `torch.rand`, not `torch.randn`.
 # * `self.path.sample_conditional_path(z, t)` and
 #   `self.path.conditional_vector_field(x, z, t)` give $x$ and the target.
