@@ -109,13 +109,3 @@ def setup_cell_source(repo_url: Optional[str] = None, ref: Optional[str] = None)
 NOTEBOOK_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4"}}
 """Notebook-level metadata that makes Colab open a notebook on a GPU runtime (the free tier's
 T4). nbgrader's ``generate_assignment`` keeps notebook metadata, so the release carries it."""
-
-
-def runtime_markdown(training_note: str) -> str:
-    """The paragraph under the badge: how to check and switch Colab's runtime to a GPU."""
-    return (
-        "**Run this notebook on a GPU.** Colab opens it on a GPU runtime; to check or switch, use "
-        "*Runtime > Change runtime type* and pick **T4 GPU** (the free tier's GPU), then *Save*. "
-        "The imports cell below prints `device: cuda` when `torch.cuda.is_available()` is "
-        f"`True`, and `device: cpu` otherwise. {training_note}"
-    )

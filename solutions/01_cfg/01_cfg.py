@@ -15,7 +15,7 @@
 # %% [markdown] nbgrader={"grade": false, "grade_id": "colab_badge", "locked": true, "schema_version": 3, "solution": false}
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cfgflow/cfgflow-student/blob/v0.1.0/notebooks/01_cfg/01_cfg.ipynb)
 #
-# **Run this notebook on a GPU.** Colab opens it on a GPU runtime; to check or switch, use *Runtime > Change runtime type* and pick **T4 GPU** (the free tier's GPU), then *Save*. The imports cell below prints `device: cuda` when `torch.cuda.is_available()` is `True`, and `device: cpu` otherwise. Every cell of this notebook also runs on a CPU, more slowly; Notebook 2 trains the lab's transformer recipe only on a GPU.
+# **Run this notebook on a GPU.** Colab opens it on a GPU runtime; to check or switch, use *Runtime > Change runtime type* and pick **T4 GPU** (the free tier's GPU), then *Save*. The imports cell below prints `device: cuda, ...` when `torch.cuda.is_available()` is `True`, and `device: cpu, ...` otherwise. Every cell of this notebook also runs on a CPU, more slowly; Notebook 2 trains the lab's transformer recipe only on a GPU.
 
 # %% nbgrader={"grade": false, "grade_id": "colab_setup", "locked": true, "schema_version": 3, "solution": false}
 # Set-up. On Google Colab this installs the course package `cfgflow` (the given code
@@ -42,7 +42,7 @@ if "google.colab" in sys.modules:
 # Notebook 2 replaces the MLP by a diffusion transformer and trains it on MNIST.
 #
 # **Points (15 in total).** Each part has a visible test cell (you see its result
-# now) and a hidden test cell (stricter checks of the same conventions, run when the
+# now) and a hidden test cell (the same checks on other sizes and seeds, run when the
 # notebook is graded).
 #
 # | part | what you implement | visible | hidden | total |
@@ -79,7 +79,7 @@ from cfgflow.data import notebook_mnist
 from cfgflow.plotting import plot_losses, plot_path_snapshots
 
 # True while nbgrader validates or autogrades this notebook: the training cells then
-# take a few seconds instead of minutes.
+# take a few seconds instead of the full run.
 QUICK_RUN = bool(os.environ.get("NBGRADER_EXECUTION"))
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 torch.manual_seed(0)
@@ -105,8 +105,9 @@ print(f"device: {device}, quick run: {QUICK_RUN}")
 #   $u_t(x \mid z) = \big(\dot\alpha_t - \tfrac{\dot\beta_t}{\beta_t}\alpha_t\big) z
 #   + \tfrac{\dot\beta_t}{\beta_t} x$. The data distribution is `path.p_data`.
 # * **`Trainer`**: `trainer.train(model, num_steps, lr, batch_size=...)` minimises
-#   `trainer.get_train_loss(batch_size=...)` with AdamW and a linear warm-up and returns the
-#   per-step losses. You write `get_train_loss` for CFG below.
+#   `trainer.get_train_loss(batch_size=...)` with AdamW and a linear warm-up and returns
+#   `(losses, steps)`: the per-step losses and their step indices. You write
+#   `get_train_loss` for CFG below.
 # * **`MLP(dims)`**: linear layers of widths `dims` with SiLU in between.
 # * **Sampling** (`cfgflow.simulation`): `CFGVectorFieldODE(net, null_label, w)` is the
 #   guided field derived in Part 2, integrated from noise at t = 0 to t = 1 by the Euler or
@@ -234,8 +235,9 @@ plt.show()
 # * `self.path.p_data.sample(batch_size)` returns `z` of shape `(b, ...)` and `y` of shape
 #   `(b,)`.
 # * A per-sample mask "with probability $\eta$" is `torch.rand(batch_size, device=...) <
-#   self.eta`. Create it (and `t`) **on the device of the data**: on a GPU a CPU mask
-#   combined with GPU labels is an error.
+#   self.eta`. Create it (and `t`) **on the device of the data**: on a GPU a CPU mask in
+#   `torch.where` or `masked_fill` with GPU labels is an error (only plain indexing,
+#   `y[mask] = ...`, tolerates it).
 # * `t` has shape `(b,)`; the path reshapes it itself. `torch.rand`, not `torch.randn`.
 # * `self.path.sample_conditional_path(z, t)` and
 #   `self.path.conditional_vector_field(x, z, t)` give $x$ and the target.
@@ -287,12 +289,12 @@ class CFGTrainer(Trainer):
 
 # %% nbgrader={"grade": true, "grade_id": "test_cfg_loss", "locked": true, "points": 4, "schema_version": 3, "solution": false} cfgflow={"part": "cfg_loss"}
 # Visible tests for CFGTrainer (4 points). Run me after your implementation.
-# Each line printed below is one sub-check; a failing check says what looks wrong.
+# Each line printed below is one sub-check, then the score; a failing check says what looks wrong.
 check("cfg_loss", CFGTrainer, points=4)
 
 # %% nbgrader={"grade": true, "grade_id": "test_cfg_loss_hidden", "locked": true, "points": 6, "schema_version": 3, "solution": false} cfgflow={"part": "cfg_loss"}
-# Hidden tests for CFGTrainer (6 points): stricter checks of the same
-# conventions, run when your notebook is graded.
+# Hidden tests for CFGTrainer (6 points): the same checks on other sizes
+# and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
 
@@ -305,9 +307,10 @@ check("cfg_loss", CFGTrainer, points=6, hidden=True)
 # For 2-D data a small MLP is enough: embed the label, and feed the concatenation
 # $[x,\ \mathrm{embed}(y),\ t]$ of width `dim + class_dim + 1` to the MLP. The
 # constructor is given (note the `num_classes + 1` embedding rows: the last one belongs to
-# the null label). Implement `forward`. The sampler passes `t` as `(b, 1, 1, 1)` while the
-# trainer passes `(b,)`: reshape it to `(b, 1)` with the batch size you know, never
-# with `t.squeeze()`, which breaks at batch size 1.
+# the null label). Implement `forward`. The trainer and the sampler (`sample_cfg`) pass `t`
+# as `(b,)`; the docstring also asks for `(b, 1, 1, 1)`, the shape an image-shaped time
+# grid gives, and the tests pass both. Reshape it to `(b, 1)` with the batch size you know,
+# never with `t.squeeze()`, which breaks at batch size 1.
 
 # %% nbgrader={"grade": false, "grade_id": "mlp_field", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "mlp_field"}
 class MLPConditionalVectorField(ConditionalVectorField):
@@ -333,7 +336,8 @@ class MLPConditionalVectorField(ConditionalVectorField):
             y: (b,) int64 labels in {0, ..., num_classes} (num_classes = null).
         Returns:
             (b, dim): the vector field, ``self.mlp`` applied to the concatenation
-            ``[x, self.class_embedding(y), t]`` along the last axis, in that order.
+            ``[x, self.class_embedding(y), t]`` along the last axis, in that order
+            (the tests accept any order of the three blocks).
         """
         ### BEGIN SOLUTION
         b = x.shape[0]
@@ -344,12 +348,12 @@ class MLPConditionalVectorField(ConditionalVectorField):
 
 # %% nbgrader={"grade": true, "grade_id": "test_mlp_field", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "mlp_field"}
 # Visible tests for MLPConditionalVectorField (2 points). Run me after your implementation.
-# Each line printed below is one sub-check; a failing check says what looks wrong.
+# Each line printed below is one sub-check, then the score; a failing check says what looks wrong.
 check("mlp_field", MLPConditionalVectorField, points=2)
 
 # %% nbgrader={"grade": true, "grade_id": "test_mlp_field_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "mlp_field"}
-# Hidden tests for MLPConditionalVectorField (3 points): stricter checks of the same
-# conventions, run when your notebook is graded.
+# Hidden tests for MLPConditionalVectorField (3 points): the same checks on other sizes
+# and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
 

@@ -15,7 +15,7 @@
 # %% [markdown] nbgrader={"grade": false, "grade_id": "colab_badge", "locked": true, "schema_version": 3, "solution": false}
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cfgflow/cfgflow-student/blob/v0.1.0/notebooks/02_dit/02_dit.ipynb)
 #
-# **Run this notebook on a GPU.** Colab opens it on a GPU runtime; to check or switch, use *Runtime > Change runtime type* and pick **T4 GPU** (the free tier's GPU), then *Save*. The imports cell below prints `device: cuda` when `torch.cuda.is_available()` is `True`, and `device: cpu` otherwise. On a CPU the training cells at the end fall back to a small configuration (`QUICK`: minutes, rougher digits); on a GPU they train the lab's recipe.
+# **Run this notebook on a GPU.** Colab opens it on a GPU runtime; to check or switch, use *Runtime > Change runtime type* and pick **T4 GPU** (the free tier's GPU), then *Save*. The imports cell below prints `device: cuda, ...` when `torch.cuda.is_available()` is `True`, and `device: cpu, ...` otherwise. On a CPU the training cells at the end fall back to a small configuration (`QUICK`: minutes, rougher digits); on a GPU they train the lab's recipe.
 
 # %% nbgrader={"grade": false, "grade_id": "colab_setup", "locked": true, "schema_version": 3, "solution": false}
 # Set-up. On Google Colab this installs the course package `cfgflow` (the given code
@@ -141,12 +141,12 @@ class FourierEncoder(nn.Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_fourier_encoder", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "fourier_encoder"}
 # Visible tests for FourierEncoder (2 points). Run me after your implementation.
-# Each line printed below is one sub-check; a failing check says what looks wrong.
+# Each line printed below is one sub-check, then the score; a failing check says what looks wrong.
 check("fourier_encoder", FourierEncoder, points=2)
 
 # %% nbgrader={"grade": true, "grade_id": "test_fourier_encoder_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "fourier_encoder"}
-# Hidden tests for FourierEncoder (3 points): stricter checks of the same
-# conventions, run when your notebook is graded.
+# Hidden tests for FourierEncoder (3 points): the same checks on other sizes
+# and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
 
@@ -196,12 +196,12 @@ class Patchifier(nn.Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_patchifier", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "patchifier"}
 # Visible tests for Patchifier (2 points). Run me after your implementation.
-# Each line printed below is one sub-check; a failing check says what looks wrong.
+# Each line printed below is one sub-check, then the score; a failing check says what looks wrong.
 check("patchifier", Patchifier, points=2)
 
 # %% nbgrader={"grade": true, "grade_id": "test_patchifier_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "patchifier"}
-# Hidden tests for Patchifier (3 points): stricter checks of the same
-# conventions, run when your notebook is graded.
+# Hidden tests for Patchifier (3 points): the same checks on other sizes
+# and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
 
@@ -261,12 +261,12 @@ class MHA(nn.Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_mha", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "mha"}
 # Visible tests for MHA (3 points). Run me after your implementation.
-# Each line printed below is one sub-check; a failing check says what looks wrong.
+# Each line printed below is one sub-check, then the score; a failing check says what looks wrong.
 check("mha", MHA, points=3)
 
 # %% nbgrader={"grade": true, "grade_id": "test_mha_hidden", "locked": true, "points": 5, "schema_version": 3, "solution": false} cfgflow={"part": "mha"}
-# Hidden tests for MHA (5 points): stricter checks of the same
-# conventions, run when your notebook is graded.
+# Hidden tests for MHA (5 points): the same checks on other sizes
+# and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
 
@@ -302,7 +302,8 @@ class DiffusionTransformerLayer(nn.Module):
     Conventions the tests check: modulation is ``h * (1 + scale) + shift`` with
     scale/shift of shape (b, d) broadcast over the n tokens; both residual branches are
     multiplied by their gate; the conditioning network's last Linear is zero-initialised,
-    so a new layer is the identity map; ``x`` itself is never modified in place.
+    so a new layer is the identity map. (Leave ``x`` itself unmodified too: good practice,
+    though no test of this class checks it.)
     """
 
     def __init__(self, dim: int, heads: int):
@@ -336,12 +337,12 @@ class DiffusionTransformerLayer(nn.Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_dit_layer", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "dit_layer"}
 # Visible tests for DiffusionTransformerLayer (3 points). Run me after your implementation.
-# Each line printed below is one sub-check; a failing check says what looks wrong.
+# Each line printed below is one sub-check, then the score; a failing check says what looks wrong.
 check("dit_layer", DiffusionTransformerLayer, points=3)
 
 # %% nbgrader={"grade": true, "grade_id": "test_dit_layer_hidden", "locked": true, "points": 5, "schema_version": 3, "solution": false} cfgflow={"part": "dit_layer"}
-# Hidden tests for DiffusionTransformerLayer (5 points): stricter checks of the same
-# conventions, run when your notebook is graded.
+# Hidden tests for DiffusionTransformerLayer (5 points): the same checks on other sizes
+# and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
 
@@ -393,12 +394,12 @@ class DiffusionTransformer(nn.Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_dit", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "dit"}
 # Visible tests for DiffusionTransformer (2 points). Run me after your implementation.
-# Each line printed below is one sub-check; a failing check says what looks wrong.
+# Each line printed below is one sub-check, then the score; a failing check says what looks wrong.
 check("dit", DiffusionTransformer, points=2)
 
 # %% nbgrader={"grade": true, "grade_id": "test_dit_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "dit"}
-# Hidden tests for DiffusionTransformer (3 points): stricter checks of the same
-# conventions, run when your notebook is graded.
+# Hidden tests for DiffusionTransformer (3 points): the same checks on other sizes
+# and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
 
@@ -457,12 +458,12 @@ class Depatchifier(nn.Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_depatchifier", "locked": true, "points": 2, "schema_version": 3, "solution": false} cfgflow={"part": "depatchifier"}
 # Visible tests for Depatchifier (2 points). Run me after your implementation.
-# Each line printed below is one sub-check; a failing check says what looks wrong.
+# Each line printed below is one sub-check, then the score; a failing check says what looks wrong.
 check("depatchifier", Depatchifier, points=2)
 
 # %% nbgrader={"grade": true, "grade_id": "test_depatchifier_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false} cfgflow={"part": "depatchifier"}
-# Hidden tests for Depatchifier (3 points): stricter checks of the same
-# conventions, run when your notebook is graded.
+# Hidden tests for Depatchifier (3 points): the same checks on other sizes
+# and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
 
@@ -479,9 +480,9 @@ check("depatchifier", Depatchifier, points=3, hidden=True)
 #    classifier-free guidance) and add them: $c$ of shape `(b, d)`;
 # 2. patchify $x$, run the transformer with $c$, depatchify.
 #
-# Use your classes from Questions 1-6. `t` arrives as `(b,)` from the trainer and as
-# `(b, 1, 1, 1)` from some samplers: reshape it with the batch size; `t.squeeze()` would
-# break at batch size 1.
+# Use your classes from Questions 1-6. `t` arrives as `(b,)` from the trainer and from
+# `sample_cfg`; the docstring also asks for `(b, 1, 1, 1)` and the tests pass both: reshape
+# it with the batch size; `t.squeeze()` would break at batch size 1.
 
 # %% nbgrader={"grade": false, "grade_id": "mnist_dit", "locked": false, "schema_version": 3, "solution": true} cfgflow={"part": "mnist_dit"}
 class MNISTDiffusionTransformer(ConditionalVectorField):
@@ -489,7 +490,9 @@ class MNISTDiffusionTransformer(ConditionalVectorField):
 
     c = FourierEncoder(dim)(t) + Embedding(num_classes + 1, dim)(y), shape (b, d); label
     ``num_classes`` (10) is the null label. Patchify -> DiffusionTransformer(c) ->
-    Depatchify.
+    Depatchify. The tests also check that ``x``, ``t`` and ``y`` are not modified in place
+    and that the parameter count is within 0.3x to 3x of the notebook's architecture
+    (Questions 1-6 at these sizes).
     """
 
     def __init__(self, patch_size: int = 8, num_layers: int = 12, dim: int = 256, heads: int = 4,
@@ -521,12 +524,12 @@ class MNISTDiffusionTransformer(ConditionalVectorField):
 
 # %% nbgrader={"grade": true, "grade_id": "test_mnist_dit", "locked": true, "points": 4, "schema_version": 3, "solution": false} cfgflow={"part": "mnist_dit"}
 # Visible tests for MNISTDiffusionTransformer (4 points). Run me after your implementation.
-# Each line printed below is one sub-check; a failing check says what looks wrong.
+# Each line printed below is one sub-check, then the score; a failing check says what looks wrong.
 check("mnist_dit", MNISTDiffusionTransformer, points=4)
 
 # %% nbgrader={"grade": true, "grade_id": "test_mnist_dit_hidden", "locked": true, "points": 5, "schema_version": 3, "solution": false} cfgflow={"part": "mnist_dit"}
-# Hidden tests for MNISTDiffusionTransformer (5 points): stricter checks of the same
-# conventions, run when your notebook is graded.
+# Hidden tests for MNISTDiffusionTransformer (5 points): the same checks on other sizes
+# and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
 from autograder.checks import check  # the hidden checks (grading environment only)
 
@@ -550,12 +553,13 @@ check("mnist_dit", MNISTDiffusionTransformer, points=5, hidden=True)
 # * **`LAB`** (used on a GPU): the lab's recipe, patch 4, 8 layers, width 256, 8 heads
 #   (about 10 M parameters), 20,000 steps at batch 256, AdamW with learning rate 4e-4 and
 #   500 warm-up steps, $\eta = 0.35$; samples come from an exponential moving average
-#   of the weights. Minutes on a modern GPU.
+#   of the weights. GPU wall times are not measured yet; the course's estimate is 6-9
+#   minutes of training on a T4 and under 2 on an A100.
 # * **`QUICK`** (used on a CPU): a smaller model (patch 8, 3 layers, width 128) and 2,600
-#   steps at batch 64, about five minutes on two free CPU cores (much longer on a busy
-#   machine). Three departures from the lab's recipe make those minutes count: the
-#   training times are drawn from $\mathrm{Beta}(1, 3)$ instead of Notebook 1's
-#   $U[0, 1)$, i.e. with density $3(1 - t)^2$, so most of the training happens at the
+#   steps at batch 64, about five minutes on two idle CPU cores (measured with a correct
+#   model; much longer on a busy machine). Three departures from the lab's recipe make those minutes count: the
+#   training times are $(1 - \varepsilon)$ times a $\mathrm{Beta}(1, 3)$ draw instead of
+#   Notebook 1's $U[0, 1 - \varepsilon)$, i.e. with density $3(1 - t)^2$ before the scaling, so most of the training happens at the
 #   noisy end where the shape and class of the digit are decided; the learning rate
 #   decays along a cosine to 0; and fewer labels are dropped ($\eta = 0.1$ instead of
 #   0.35). Expect clean digits at $w = 3$ and right but grainy ones at $w = 1$ (the GPU
@@ -665,7 +669,7 @@ print(f"{len(losses)} steps in {trainer.precision}; "
 grids = sorted(f for f in os.listdir(output_dir) if f.endswith(".png"))
 print("saved the weights in", os.path.abspath(os.path.join(output_dir, "last.pt")),
       f"and {len(grids)} sample grids next to them" if grids
-      else "(no sample grids are saved on a CPU; the next cell draws some)")
+      else "(no sample grids are saved on a CPU; the samples cell below draws some)")
 fig = plot_losses(losses, smooth=min(50, max(2, len(losses) // 5)))
 plt.show()
 
@@ -689,7 +693,8 @@ plt.show()
 # pretrained classifier (LeNet) and reports, per guidance scale, how often the
 # generated digit is the requested one (accuracy) and the Fréchet distance between
 # classifier features of generated and real test digits, as a multiple of the distance
-# between two sets of real digits of the same size (1 = as good as real data).
+# that as many real training digits have to the same test digits (1 = as good as real
+# data).
 #
 # The run evaluates the guidance scales in `config.eval_scales`: $w$ = 1 and 3 on a CPU,
 # 1, 3 and 5 on a GPU. Expect the accuracy to rise with $w$. The distance falls from
