@@ -281,7 +281,7 @@ def run_part(part: Part, cls, *, points: float, hidden: bool = False,
     elif not allow_reference:
         report.refused = reference_use(cls)
     if report.refused:
-        emit(f"{tag} FAIL  refused: {report.refused}", out, len(tag) + 7)
+        emit(f"{tag} FAIL  refused: {report.refused}", out, tag)
         return report
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is faster and fair to a shared machine
@@ -291,7 +291,7 @@ def run_part(part: Part, cls, *, points: float, hidden: bool = False,
         torch.set_num_threads(threads)
     if _integrity.tampering():  # patched during the run
         report.refused = "the functions the checks rely on were replaced while the checks ran"
-        emit(f"{tag} FAIL  refused: {report.refused}", out, len(tag) + 7)
+        emit(f"{tag} FAIL  refused: {report.refused}", out, tag)
     print(f"{tag} score {report.earned:g} / {points:g}", file=out)
     return report
 
@@ -302,11 +302,13 @@ LINE_WIDTH = 96  # check lines are wrapped at spaces: a browser would otherwise 
 _SHORT_PARENS = re.compile(r"\([^()]{1,24}\)")  # "(b, 1, 1, 1)": kept on one line
 
 
-def emit(line: str, out, indent: int = 0) -> None:
-    """Print ``line`` wrapped at spaces to ``LINE_WIDTH`` columns, continuation lines indented;
-    a short parenthesis such as a shape is never split."""
+def emit(line: str, out, tag: str) -> None:
+    """Print ``line`` (it starts with ``tag`` and a PASS/FAIL word) wrapped at spaces to
+    ``LINE_WIDTH`` columns, continuation lines indented under the text after ``{tag} FAIL  ``; a
+    short parenthesis such as a shape is never split."""
     kept = _SHORT_PARENS.sub(lambda m: m.group(0).replace(" ", "\0"), line)
-    text = textwrap.fill(kept, LINE_WIDTH, subsequent_indent=" " * indent, break_long_words=False,
+    indent = " " * (len(tag) + len(" FAIL  "))
+    text = textwrap.fill(kept, LINE_WIDTH, subsequent_indent=indent, break_long_words=False,
                          break_on_hyphens=False)
     print(text.replace("\0", " "), file=out)
 
@@ -333,13 +335,12 @@ def _run_subchecks(part: Part, cls, hidden: bool, allow_reference: bool, report:
         report.results.append(res)
         line = f"{tag} PASS  {sub.description}" if res.passed else \
             f"{tag} FAIL  {sub.description}: {res.message}"
-        indent = len(tag) + 7
-        emit(line, out, indent)
+        emit(line, out, tag)
         extra = noise.getvalue().strip()
         if extra:
-            emit(f"{tag}   (your code printed: {extra[:200]!r})", out, indent)
+            emit(f"{tag}   (your code printed: {extra[:200]!r})", out, tag)
         for w in caught[:3]:
-            emit(f"{tag}   (warning: {w.category.__name__}: {str(w.message)[:200]})", out, indent)
+            emit(f"{tag}   (warning: {w.category.__name__}: {str(w.message)[:200]})", out, tag)
 
 
 _integrity.register_own(sys.modules[__name__], "max_err", "close", "run_part", "reference_use",

@@ -404,9 +404,10 @@ def _output(ctx):
     """The model returns its last layer's output; modules that ran after it are named."""
     depth, n, d = ctx["depth"], ctx["n"], ctx["dim"]
     model = _tbuild(ctx)
-    last = _layers(model, depth)[-1]
+    layers = _layers(model, depth)
+    last = layers[-1]
     rerandomize(model, ctx["seed"])
-    inside = {id(m) for layer in _layers(model, depth) for m in layer.modules()}
+    inside = {id(m) for layer in layers for m in layer.modules()}
     order, seen = [], {}
 
     def hook(name):

@@ -77,8 +77,8 @@ def _pmap(ctx):
     """Affine (no activation: the order sub-check does not need it) and one kernel for every patch."""
     _, kernels, bias, P = _probe(ctx)
     img = ctx["img"]
-    x1, x2, zero = torch.randn(2, 1, img, img), torch.randn(2, 1, img, img), torch.zeros(1, 1, img, img)
-    base = P(zero)
+    x1, x2 = torch.randn(2, 1, img, img), torch.randn(2, 1, img, img)
+    base = bias[None]  # P(0), from the probe
     # affine: P(x1 + x2 / 2) - P(0) = (P(x1) - P(0)) + (P(x2) - P(0)) / 2
     if not close(P(x1 + 0.5 * x2) - base, (P(x1) - base) + 0.5 * (P(x2) - base), 1e-4):
         raise Fail("the output is not an affine function of the image: a patchifier is one linear map per "
