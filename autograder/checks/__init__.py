@@ -1,24 +1,29 @@
-"""The hidden checks (instructor side) and the one entry point the catalogs and tests use::
+"""The instructor side of the checks: hidden sizes, recorders and the judge's choice of inputs.
 
-    from autograder.checks import check
-    check("fourier_encoder", FourierEncoder, points=3, hidden=True)  # hidden: other sizes, seeds
+Every part has one table (the student runtime's, :mod:`cfgflow.checks`: probes, verdicts,
+messages); this package adds, per part, the hidden sizes and a recorder that draws inputs and
+canonical weights from a seed and computes the expected outputs with the reference
+(``cfgflow_ref``). Nothing here runs in a grading kernel:
 
-``check`` is the student runtime's (:func:`cfgflow.checks.check`: one function, one grading
-key); importing this module registers the hidden runner with it. The hidden tables reuse the
-runtime's tables, property sub-checks and messages, with other sizes and seeds and the
-sub-checks that need a formula computed against the reference here. ``python -m
-autograder.checks.record`` records the visible checks' data (``cfgflow/checks/data/``).
+* :func:`plan` is what the judge (:mod:`autograder.judge`) does for a test cell: the table, the
+  config and a fresh recording, visible cells included (the recording shipped to students is
+  public; a graded visible cell uses other inputs drawn with an instructor-side seed, the same on
+  every regrade).
+* :func:`run_check` probes and judges in this process (catalogs, tests): ``hidden=False`` is the
+  student's self-check (the shipped recording), ``hidden=True`` the judge's hidden cell,
+  ``graded=True`` the judge's visible cell.
+
+``python -m autograder.checks.record`` writes the shipped recordings (``cfgflow/checks/data/``).
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Dict
+import hashlib
+from typing import Any, Dict, Tuple
 
 import cfgflow.checks as _visible
 from cfgflow import course
-from cfgflow.checks import Fail, Part, Report, SubCheck, _integrity, check
-from cfgflow.checks._core import run_part
+from cfgflow.checks._core import Expect, Fail, Part, Report, SubCheck, judge_part, run_part
 
 VISIBLE: Dict[str, Part] = _visible.PARTS
 HIDDEN: Dict[str, Part] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
@@ -26,33 +31,48 @@ PARTS = HIDDEN  # the part names, in notebook order (every part has both tables)
 if list(HIDDEN) != list(VISIBLE):
     raise ImportError(f"hidden parts {list(HIDDEN)} differ from the visible parts {list(VISIBLE)}")
 
-__all__ = ["check", "run_check", "PARTS", "VISIBLE", "HIDDEN", "Fail", "Part", "Report", "SubCheck"]
+__all__ = ["run_check", "plan", "judge", "PARTS", "VISIBLE", "HIDDEN", "Fail", "Part", "Report", "SubCheck"]
+
+SALT = "cfgflow judge inputs v1"
+"""Mixed into the judge's seeds. Instructor side only: a student cannot know the inputs a graded
+cell will get, and a regrade draws the same ones (change it for a new term)."""
 
 
-def run_check(part: str, student_class, *, points: float = 1.0, hidden: bool = False,
-              allow_reference: bool = False, out=None) -> Report:
-    """Run the visible (student runtime) or hidden checks of ``part``; the full :class:`Report`."""
+def judge_seed(part: str, hidden: bool) -> int:
+    digest = hashlib.sha256(f"{SALT}|{part}|{'hidden' if hidden else 'visible'}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2**31 - 1)
+
+
+def plan(part: str, hidden: bool) -> Tuple[Part, Dict[str, Any], Dict[str, Any]]:
+    """``(table, config, recording)`` the judge uses for a graded test cell of ``part``: the
+    hidden or visible sizes, the judge's seed, and the inputs and expectations drawn with it."""
     if part not in HIDDEN:
         raise ValueError(f"part must be one of {sorted(HIDDEN)}, got {part!r}")
     table = HIDDEN[part] if hidden else VISIBLE[part]
-    return run_part(table, student_class, points=points, hidden=hidden, allow_reference=allow_reference,
-                    out=out)
+    seed = judge_seed(part, hidden)
+    cfg = {**table.config, "seed": seed}
+    record = HIDDEN[part].record
+    values, tensors = record(cfg, seed) if record is not None else ({}, {})
+    return table.replaced(cfg), cfg, {"values": values, "tensors": tensors}
 
 
-def _run_hidden(part: str, student_class, *, points: float, hidden: bool = True, out=None) -> Report:
-    return run_check(part, student_class, points=points, hidden=True, out=out)
+def judge(part: str, hidden: bool, sent: Any, *, points: float,
+          planned: Tuple[Part, Dict[str, Any], Dict[str, Any]]) -> Report:
+    """The verdicts on what a kernel sent for a planned cell (``planned``: :func:`plan`'s result)."""
+    table, cfg, data = planned
+    return judge_part(table, sent, Expect(cfg, data), points=points, hidden=hidden)
 
 
-_visible.register_hidden(_run_hidden)
-_integrity.register_own(sys.modules[__name__], "run_check", "_run_hidden")
-_integrity.register_invariant("the hidden check runner", lambda: _visible._HIDDEN.get("run"))
-
-
-def _tables():
-    return {name: (p.config, tuple((s.name, s.fn, s.weight) for s in p.subchecks))
-            for name, p in HIDDEN.items()}
-
-
-_integrity.register_invariant("the hidden check tables (autograder.checks.HIDDEN)", _tables)
-_integrity.register_definitions(*(m for name, m in sorted(sys.modules.items())
-                                  if name.startswith(__name__ + ".") and m is not None))
+def run_check(part: str, student_class, *, points: float = 1.0, hidden: bool = False, graded: bool = False,
+              allow_reference: bool = False, out=None) -> Report:
+    """Probe and judge ``student_class`` in this process; the full :class:`Report`. ``hidden``:
+    the hidden cell as the judge grades it; ``graded``: the visible cell as the judge grades it;
+    neither: the student's self-check on the shipped recording."""
+    if part not in HIDDEN:
+        raise ValueError(f"part must be one of {sorted(HIDDEN)}, got {part!r}")
+    if not (hidden or graded):
+        return run_part(VISIBLE[part], student_class, points=points, hidden=False,
+                        allow_reference=allow_reference, out=out)
+    table, _, data = plan(part, hidden)
+    return run_part(table, student_class, points=points, hidden=hidden, data=data,
+                    allow_reference=allow_reference, out=out)

@@ -1,10 +1,11 @@
 """``python -m autograder.checks.record [--check]``: record the data of the visible checks.
 
-Runs the reference (``cfgflow_ref``) and the hidden checks' formulas on fixed inputs with fixed
-weights and writes ``cfgflow/checks/data/<part>.json`` (committed: the student runtime ships
-them). ``--check`` writes nothing and exits 1 when a file differs from what it would write.
-Re-record after changing a visible part's sizes (its ``CONFIG``), its recorded variants or the
-reference.
+Runs each part's recorder (the hidden tables' ``record``: the reference on inputs drawn from a
+seed) with the visible sizes and the seed in :data:`SEEDS`, and writes
+``cfgflow/checks/data/<part>.json`` (committed: the student runtime ships them for self-checks;
+graded cells never use them). ``--check`` writes nothing and exits 1 when a file differs from what
+it would write. Re-record after changing a visible part's sizes (its ``CONFIG``), its recorded
+variants or the reference.
 """
 
 from __future__ import annotations
@@ -17,15 +18,10 @@ import torch
 
 from cfgflow.checks import _data
 
-from . import attention, cfg_loss, dit, fourier, mlp_field
+from . import HIDDEN, VISIBLE
 
-RECORDERS = {
-    "cfg_loss": cfg_loss.record,
-    "mlp_field": mlp_field.record,
-    "fourier_encoder": fourier.record,
-    "mha": attention.record,
-    "mnist_dit": dit.record,
-}
+SEEDS = {"cfg_loss": 1000, "fourier_encoder": 1001, "mlp_field": 1002, "mha": 1004, "mnist_dit": 0}
+"""The seed of each shipped recording (a part not named here ships none)."""
 
 
 def texts() -> Dict[str, str]:
@@ -34,11 +30,12 @@ def texts() -> Dict[str, str]:
     torch.set_num_threads(1)  # one summation order: the same numbers on every run
     try:
         found = {}
-        for part, record in RECORDERS.items():
+        for part, seed in SEEDS.items():
+            cfg = VISIBLE[part].config
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                config, values, tensors = record()
-            found[part] = _data.dumps(config, values, tensors)
+                values, tensors = HIDDEN[part].record(cfg, seed)
+            found[part] = _data.dumps(cfg, values, tensors)
         return found
     finally:
         torch.set_num_threads(threads)
@@ -49,8 +46,6 @@ RTOL = 1e-6
 instructions, other summation order inside a kernel); the visible checks compare at 1e-4, so a
 file counts as stale only when a number differs by more than this (relative to the tensor's
 largest entry, or 1)."""
-
-
 def _differs(recorded: str, fresh: str) -> bool:
     if recorded == fresh:
         return False

@@ -1,41 +1,48 @@
-"""The visible checks that notebook test cells call (the student runtime)::
+"""The checks that notebook test cells call (the student runtime)::
 
     from cfgflow.checks import check
     check("fourier_encoder", FourierEncoder, points=2)
 
-Every part has one table of weighted sub-checks (see ``docs/grading-checks.md``). ``check``
-prints one line per sub-check to stdout, returns the earned points (two decimals) as a float when
-any sub-check passed and raises :class:`CheckFailed` (an ``AssertionError`` that Jupyter shows as
-one short line, not a traceback) listing the failures when none did.
+Every part has one table of weighted sub-checks (see ``docs/grading-checks.md``), each a probe
+(runs the student's code on given inputs and reports what came out) and a verdict (a pure
+function from that report and the expectations to pass or fail and a message). ``check`` prints
+one line per sub-check, returns the earned points (two decimals) as a float when any sub-check
+passed and raises :class:`CheckFailed` (an ``AssertionError`` that Jupyter shows as one short
+line, not a traceback) listing the failures when none did.
 
-Nothing here computes a graded part's output: the checks probe properties of the student's
-module, run it with test doubles, or write recorded canonical weights into it and compare its
-output with the reference's output recorded on fixed inputs (``data/``). The hidden checks live
-with the instructors (``autograder.checks``): a hidden test cell imports that module, which
-registers its runner here (:func:`register_hidden`), and ``check(..., hidden=True)`` then runs it.
+Two modes:
 
-This module holds the grading key (:mod:`._gradekey`): the grading engine imports it when a
-kernel starts, before any notebook cell runs, and every result of ``check`` (visible or hidden)
-is signed with that one key.
+* **Self-check** (the student's machine, Colab): the probes run on the inputs recorded in
+  ``data/``, the verdicts compare with the reference's outputs recorded there. Nothing here
+  computes a graded part's output.
+* **Graded** (the environment variable :data:`JUDGE_ENV` names the judge's socket): the judge,
+  a process outside this kernel that holds the reference and the hidden configurations, sends
+  the inputs, the probes run here and report their observations, and the judge answers with the
+  verdicts and the points, which it records itself. What this function returns or prints then
+  decides nothing: the grading engine replaces the test cell's output with the judge's record.
+  Hidden test cells (``hidden=True``) exist only there.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
-from typing import Callable, Dict, Optional
+from typing import Dict
 
 from .. import course
-from . import _gradekey, _integrity, _signing
-from ._core import Fail, Part, Report, SubCheck, run_part
+from . import _wire
+from ._core import Fail, Part, Report, SubCheck, probe_part, run_part
 
 PARTS: Dict[str, Part] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
+JUDGE_ENV = "CFGFLOW_JUDGE"  # path of the judge's Unix socket in a graded kernel
 
 __all__ = ["check", "run_check", "CheckFailed", "PARTS", "Fail", "Part", "Report", "SubCheck"]
 
 
 def run_check(part: str, student_class, *, points: float = 1.0, allow_reference: bool = False,
               out=None) -> Report:
-    """Run the visible checks of ``part`` and return the full :class:`Report` (no raising)."""
+    """Self-check ``part`` (the shipped recording) and return the full :class:`Report` (no raising)."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {sorted(PARTS)}, got {part!r}")
     return run_part(PARTS[part], student_class, points=points, hidden=False,
@@ -56,73 +63,52 @@ class CheckFailed(AssertionError):
                 "(the FAIL lines above say what is wrong)"]
 
 
-_HIDDEN: Dict[str, Callable] = {}  # "run": the hidden runner of the grading environment
+class JudgeUnavailable(RuntimeError):
+    """The judge did not answer (this is not a graded test cell, or the grading run ended)."""
 
 
-def register_hidden(run: Callable) -> None:
-    """Called once, by ``autograder.checks`` when it is imported: ``check(..., hidden=True)``
-    then runs ``run(part, student_class, points=..., hidden=True, out=...)``. A second
-    registration (a notebook cell's own runner first) is refused, and the hidden cell fails."""
-    if "run" in _HIDDEN:
-        raise RuntimeError("a hidden check runner was registered before the hidden checks were imported "
-                           "(tampering?): restart the kernel and run the notebook without it")
-    _HIDDEN["run"] = run
+def _exchange(stream, message) -> dict:
+    stream.write((_wire.encode(message) + "\n").encode())
+    stream.flush()
+    line = stream.readline(_wire.LIMITS.bytes + 1)
+    if not line:
+        raise JudgeUnavailable("the judge closed the connection")
+    answer = _wire.decode(line.decode())
+    if not isinstance(answer, dict):
+        raise JudgeUnavailable("the judge's answer is not a message")
+    if "refused" in answer:
+        raise JudgeUnavailable(str(answer["refused"]))
+    return answer
 
 
-def _make_check(key: Optional[bytes], nonce: str):
-    """The ``check`` function; with a grading key (``._gradekey``) it signs results.
+def _judged(path: str, part: str, student_class, points: float, hidden: bool):
+    """One session with the judge: hello, the judge's plan, the probes' report, the verdict.
+    Returns ``(lines, earned, points, failures)`` as the judge sent them."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        with sock.makefile("rwb") as stream:
+            plan = _exchange(stream, {"hello": {"part": part, "hidden": bool(hidden), "points": points}})
+            table = PARTS[plan["part"]]
+            sent = probe_part(table, student_class, plan["config"], plan["given"], hidden=plan["hidden"])
+            verdict = _exchange(stream, {"report": sent})
+    return verdict["lines"], float(verdict["earned"]), float(verdict["points"]), verdict["failures"]
 
-    The key and the functions the result depends on are captured here, at import (before any
-    notebook cell ran), so rebinding module attributes later does not change what is signed.
+
+def check(part: str, student_class, *, points: float, hidden: bool = False) -> float:
+    """Grade ``student_class`` for ``part``; the cell's value is the earned points.
+
+    Returns ``float(points)`` when every sub-check passes, the partial score when some do;
+    raises :class:`CheckFailed` listing what is wrong when none does.
     """
-    run_visible = run_check
-    hidden_slot = _HIDDEN
-    tampering = _integrity.tampering
-    signed_line = _signing.signed_line
-    failed = CheckFailed
-
-    def check(part: str, student_class, *, points: float, hidden: bool = False) -> float:
-        """Grade ``student_class`` for ``part``; the cell's value is the earned points.
-
-        Returns ``float(points)`` when every sub-check passes, the partial score when some do;
-        raises :class:`CheckFailed` listing what is wrong when none does.
-        """
-        earned, failures = 0.0, []
-        try:
-            if hidden:
-                if "run" not in hidden_slot:
-                    raise RuntimeError("hidden checks run only in the instructor's grading environment "
-                                       "(import autograder.checks there)")
-                report = hidden_slot["run"](part, student_class, points=points, hidden=True, out=sys.stdout)
-            else:
-                report = run_visible(part, student_class, points=points, out=sys.stdout)
-            earned, failures = float(report.earned), list(report.failures)
-            problems = tampering()
-            if problems:
-                earned, failures = 0.0, ["the functions the checks rely on were replaced ("
-                                         + ", ".join(problems) + "): restart the kernel and run "
-                                         "the notebook without monkeypatching"]
-        finally:
-            if key is not None:  # graded by the engine: one signed line per call, 0 on errors
-                print(signed_line(key, nonce, part, hidden, earned, points), file=sys.stdout)
-        if earned <= 0:
-            raise failed(part, points, failures)
-        return earned
-
-    check.__qualname__ = "check"
-    return check
-
-
-check = _make_check(*_gradekey.take())
-
-_integrity.register_own(sys.modules[__name__], "check", "run_check", "run_part", "register_hidden")
-
-
-def _tables():
-    return {name: (p.config, tuple((s.name, s.fn, s.weight) for s in p.subchecks))
-            for name, p in PARTS.items()}
-
-
-_integrity.register_invariant("the check tables (cfgflow.checks.PARTS)", _tables)
-_integrity.register_definitions(*(m for name, m in sorted(sys.modules.items())
-                                  if name.startswith(__name__ + ".") and m is not None))
+    path = os.environ.get(JUDGE_ENV)
+    if path:
+        lines, earned, points, failures = _judged(path, part, student_class, points, hidden)
+        print("\n".join(lines))
+    elif hidden:
+        raise RuntimeError("hidden checks run only when the notebook is graded")
+    else:
+        report = run_check(part, student_class, points=points, out=sys.stdout)
+        earned, failures = float(report.earned), report.failures
+    if earned <= 0:
+        raise CheckFailed(part, points, failures)
+    return earned

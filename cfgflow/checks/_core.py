@@ -14,43 +14,70 @@ import sys
 import textwrap
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from ..course import REFERENCE_CLASSES as _GRADED_REFERENCE_NAMES  # refused: be, subclass, contain
-from . import _integrity
 
 
 class Fail(Exception):
     """A sub-check failed; the message names the likely mistake."""
 
 
+Observation = Dict[str, Any]
+"""What a probe reports: tensors, numbers, strings, booleans, ``None`` and lists / dicts of them
+(:mod:`._wire` carries it across the kernel's boundary as JSON; no object of the student's)."""
+
+
 @dataclass(frozen=True)
 class SubCheck:
+    """One weighted sub-check: a probe that runs the student's code and reports what came out, and
+    a verdict, a pure function from that observation and the expectations to pass (returns) or
+    fail (raises :class:`Fail` naming the mistake). A probe may raise :class:`Fail` itself when it
+    could not probe (no weights found); a student's exception in the probe is a failure too."""
+
     name: str                      # short id, e.g. "shape"
     description: str               # what is checked, printed on every line
     weight: float                  # share of the part's points
-    fn: Callable[["Context"], None]
+    probe: Callable[["Context"], Observation]
+    verdict: Optional[Callable[[Observation, "Expect"], None]] = None
+
+    def __post_init__(self):  # LEGACY (removed once every module is converted): fn(ctx) that judges in place
+        if self.verdict is None:
+            fn = self.probe
+
+            def probe(ctx, fn=fn):
+                fn(ctx)
+                return {}
+            object.__setattr__(self, "probe", probe)
+            object.__setattr__(self, "verdict", lambda obs, exp: None)
+            object.__setattr__(self, "fn", fn)
 
 
 @dataclass
 class Part:
+    """A check table. ``given`` names the recorded tensors and values the probes receive (inputs,
+    canonical weights); every other recorded entry is an expectation only verdicts read. ``record``
+    (instructor side only) makes a recording ``(values, tensors)`` for a config and a seed: the
+    judge's fresh inputs and the reference's expectations."""
+
     name: str
     subchecks: Sequence[SubCheck]
     config: Dict[str, Any]                     # sizes and seeds of this table's mode
     hints: Dict[str, str] = field(default_factory=dict)  # exception-text substring -> hint
     rationale: str = ""  # why the weights are what they are (docs/grading-checks.md, weighting rubric)
+    given: Tuple[str, ...] = ()
+    record: Optional[Callable[[Dict[str, Any], int], Tuple[Dict[str, float], Dict[str, torch.Tensor]]]] = None
 
-    def replaced(self, config: Dict[str, Any], **fns: Callable[["Context"], None]) -> "Part":
-        """The same table (names, descriptions, weights, hints) with other sizes and seeds and the
-        sub-checks named in ``fns`` computed another way (the hidden checks: against the reference)."""
-        unknown = set(fns) - {s.name for s in self.subchecks}
-        if unknown:
-            raise ValueError(f"{self.name} has no sub-checks {sorted(unknown)}")
-        subs = [SubCheck(s.name, s.description, s.weight, fns.get(s.name, s.fn)) for s in self.subchecks]
-        return Part(self.name, subs, dict(config), dict(self.hints), self.rationale)
+    def replaced(self, config: Dict[str, Any], record=None, **fns) -> "Part":
+        """The same table (sub-checks, weights, hints) with other sizes and seeds and a recorder
+        (the hidden tables)."""
+        subs = [SubCheck(s.name, s.description, s.weight, fns[s.name]) if s.name in fns else s
+                for s in self.subchecks]  # LEGACY fns
+        return Part(self.name, subs, dict(config), dict(self.hints), self.rationale,
+                    tuple(self.given), record if record is not None else self.record)
 
 
 @dataclass
@@ -60,6 +87,8 @@ class Result:
     weight: float
     passed: bool
     message: str = ""
+    printed: str = ""                                   # what the student's code printed in the probe
+    warnings: List[str] = field(default_factory=list)  # warnings it raised
 
 
 @dataclass
@@ -92,16 +121,47 @@ class Report:
     def text(self) -> str:
         return "\n".join(self.failures)
 
+    @property
+    def tag(self) -> str:
+        return f"[{self.part}{' hidden' if self.hidden else ''}]"
+
+    def lines(self) -> List[str]:
+        """The lines a test cell shows: one per sub-check (wrapped), what the code printed or
+        warned, and the score."""
+        tag, out = self.tag, []
+        if self.refused:
+            return wrap(f"{tag} FAIL  refused: {self.refused}", tag)
+        for r in self.results:
+            out += wrap(f"{tag} PASS  {r.description}" if r.passed else
+                        f"{tag} FAIL  {r.description}: {r.message}", tag)
+            if r.printed:
+                out += wrap(f"{tag}   (your code printed: {r.printed[:200]!r})", tag)
+            for w in r.warnings[:3]:
+                out += wrap(f"{tag}   (warning: {w})", tag)
+        out.append(f"{tag} score {self.earned:g} / {self.points:g}")
+        return out
+
 
 class Context:
-    """What a sub-check sees: the student's class, the mode's config, a per-part cache."""
+    """What a probe sees: the student's class, the mode's config, the given inputs, a per-part
+    cache (probes of one part may share one expensive run)."""
 
-    def __init__(self, part: str, cls: type, hidden: bool, cfg: Dict[str, Any]):
+    def __init__(self, part: str, cls: type, hidden: bool, cfg: Dict[str, Any],
+                 given: Optional[Dict[str, Any]] = None, allow_reference: bool = False):
         self.part, self.cls, self.hidden, self.cfg = part, cls, hidden, cfg
+        self.given = given or {"values": {}, "tensors": {}}
+        self.allow_reference = allow_reference
         self.cache: Dict[str, Any] = {}
 
     def __getitem__(self, key: str):
         return self.cfg[key]
+
+    def tensor(self, name: str, dtype=torch.float32) -> torch.Tensor:
+        """A fresh copy of a given tensor (a probe may write into it)."""
+        return self.given["tensors"][name].to(dtype).clone()
+
+    def value(self, name: str):
+        return self.given["values"][name]
 
     def new(self, *args, **kwargs):
         """Construct the student's class; modules go to eval mode (dropout off: the checks grade
@@ -109,11 +169,31 @@ class Context:
         obj = self.cls(*args, **kwargs)
         if isinstance(obj, nn.Module):
             obj.eval()
-            if not getattr(self, "allow_reference", False):
+            if not self.allow_reference:
                 why = reference_submodule(obj)
                 if why:
                     raise Fail(why)
         return obj
+
+
+class Expect:
+    """What a verdict compares with: the config, and the recorded (self-check) or the judge's
+    (graded) expectations."""
+
+    def __init__(self, cfg: Dict[str, Any], data: Optional[Dict[str, Any]] = None):
+        self.cfg = cfg
+        data = data or {}
+        self.values: Dict[str, float] = dict(data.get("values", {}))
+        self.tensors: Dict[str, torch.Tensor] = dict(data.get("tensors", {}))
+
+    def __getitem__(self, key: str):
+        return self.cfg[key]
+
+    def tensor(self, name: str, dtype=torch.float64) -> torch.Tensor:
+        return self.tensors[name].to(dtype).clone()
+
+    def value(self, name: str) -> float:
+        return self.values[name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,15 +216,23 @@ def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
     return err == err and err <= tol * (1.0 + scale)  # err == err: NaN fails
 
 
+def as_obs(x):
+    """A student's return value as an observation: a tensor as it is, anything else by its type
+    name (a string)."""
+    return x if isinstance(x, torch.Tensor) else type(x).__name__
+
+
 def shape_of(x) -> str:
+    """The shape of a tensor, or the type name of anything else (an :func:`as_obs` string as it is)."""
     if isinstance(x, torch.Tensor):
         return str(tuple(x.shape))
-    return type(x).__name__
+    return x if isinstance(x, str) else type(x).__name__
 
 
 def expect_shape(out, shape, what: str = "output", hint: str = ""):
+    """Fail unless ``out`` (a tensor, or an :func:`as_obs` type name) has ``shape``."""
     if not isinstance(out, torch.Tensor):
-        raise Fail(f"{what} should be a tensor of shape {tuple(shape)}, got {type(out).__name__}")
+        raise Fail(f"{what} should be a tensor of shape {tuple(shape)}, got {shape_of(out)}")
     if tuple(out.shape) != tuple(shape):
         extra = f" ({hint})" if hint else ""
         raise Fail(f"{what} has shape {tuple(out.shape)}, expected {tuple(shape)}{extra}")
@@ -266,33 +354,116 @@ def reference_submodule(module) -> Optional[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# the runner
+# the runner: probes (the kernel's side), verdicts (the judge's, or the kernel's in self-check)
 
-def run_part(part: Part, cls, *, points: float, hidden: bool = False,
-             allow_reference: bool = False, out=None) -> Report:
-    """Run every sub-check of ``part`` on ``cls``; print one line each to ``out`` (stdout)."""
-    out = out if out is not None else sys.stdout
-    report = Report(part.name, float(points), hidden, [])
-    tag = f"[{part.name}{' hidden' if hidden else ''}]"
-    problems = _integrity.tampering()
-    if problems:
-        report.refused = ("the functions the checks rely on were replaced (" + ", ".join(problems)
-                          + "): restart the kernel and run the notebook without monkeypatching")
-    elif not allow_reference:
-        report.refused = reference_use(cls)
-    if report.refused:
-        emit(f"{tag} FAIL  refused: {report.refused}", out, tag)
-        return report
+PROBE_TEXT_LIMIT = 1000  # characters of a probe's failure message, printed text or warning kept
+
+
+def probe_part(part: Part, cls, cfg: Dict[str, Any], given: Optional[Dict[str, Any]] = None, *,
+               hidden: bool = False, allow_reference: bool = False) -> Dict[str, Any]:
+    """Run every probe of ``part`` on ``cls`` with ``cfg`` and the ``given`` inputs: what the kernel
+    sends to the judge, ``{"refused": why}`` or ``{"probes": {sub-check: record}}`` where a record
+    is ``{"obs": observation}`` or ``{"fail": message}``, plus ``printed`` / ``warnings``."""
+    if not allow_reference:
+        why = reference_use(cls)
+        if why:
+            return {"refused": why}
+    ctx = Context(part.name, cls, hidden, cfg, given, allow_reference)
+    base_seed = int(cfg.get("seed", 0))
+    records: Dict[str, Any] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is faster and fair to a shared machine
     try:
-        _run_subchecks(part, cls, hidden, allow_reference, report, tag, out)
+        for i, sub in enumerate(part.subchecks):
+            noise = io.StringIO()
+            with torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as caught, \
+                    contextlib.redirect_stderr(noise), contextlib.redirect_stdout(noise):
+                warnings.simplefilter("always")
+                torch.manual_seed(base_seed * 1000 + i)
+                try:
+                    rec: Dict[str, Any] = {"obs": sub.probe(ctx)}
+                except Fail as e:
+                    rec = {"fail": str(e)[:PROBE_TEXT_LIMIT]}
+                except Exception as e:  # noqa: BLE001 - any student error is a failed sub-check
+                    rec = {"fail": describe_exception(e, part.hints)[:PROBE_TEXT_LIMIT]}
+            printed = noise.getvalue().strip()
+            if printed:
+                rec["printed"] = printed[:PROBE_TEXT_LIMIT]
+            if caught:
+                rec["warnings"] = [f"{w.category.__name__}: {str(w.message)[:200]}" for w in caught[:3]]
+            records[sub.name] = rec
     finally:
         torch.set_num_threads(threads)
-    if _integrity.tampering():  # patched during the run
-        report.refused = "the functions the checks rely on were replaced while the checks ran"
-        emit(f"{tag} FAIL  refused: {report.refused}", out, tag)
-    print(f"{tag} score {report.earned:g} / {points:g}", file=out)
+    return {"probes": records}
+
+
+def _short_text(value, limit: int = PROBE_TEXT_LIMIT) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def judge_part(part: Part, sent: Any, expect: Expect, *, points: float, hidden: bool) -> Report:
+    """The verdicts: ``sent`` (what :func:`probe_part` returned, decoded from the wire) against
+    ``expect``. Pure: runs no student code. Whatever ``sent`` holds, every sub-check gets a result;
+    a missing or malformed record fails that sub-check with a message that says so."""
+    report = Report(part.name, float(points), hidden, [])
+    if not isinstance(sent, dict):
+        sent = {}
+    if "refused" in sent:
+        report.refused = _short_text(sent["refused"]) or "refused"
+        return report
+    probes = sent.get("probes") if isinstance(sent.get("probes"), dict) else {}
+    for sub in part.subchecks:
+        rec = probes.get(sub.name)
+        res = Result(sub.name, sub.description, sub.weight, False)
+        if not isinstance(rec, dict) or not ("obs" in rec or "fail" in rec):
+            res.message = "no observation arrived for this sub-check (the probe did not run)"
+        elif "fail" in rec:
+            res.message = _short_text(rec["fail"]) or "the probe failed"
+        else:
+            try:
+                sub.verdict(rec["obs"], expect)
+                res.passed = True
+            except Fail as e:
+                res.message = str(e)
+            except Exception as e:  # noqa: BLE001 - a malformed observation fails this sub-check only
+                res.message = (f"malformed observation ({type(e).__name__}: {str(e)[:200]}): the probe's "
+                               "report did not have the expected form")
+        if isinstance(rec, dict):
+            res.printed = _short_text(rec.get("printed"))
+            ws = rec.get("warnings")
+            res.warnings = [_short_text(w, 300) for w in ws[:3]] if isinstance(ws, list) else []
+        report.results.append(res)
+    return report
+
+
+def recorded(part: Part, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The shipped recording of ``part`` (self-check mode), empty for a part without one."""
+    from . import _data
+
+    return _data.load(part.name, cfg) if _data.path_of(part.name).exists() else {"values": {}, "tensors": {}}
+
+
+def given_of(part: Part, data: Dict[str, Any]) -> Dict[str, Any]:
+    """The entries of a recording that the probes receive (``part.given``); the rest stay with the
+    verdicts."""
+    return {"values": {k: v for k, v in data.get("values", {}).items() if k in part.given},
+            "tensors": {k: v for k, v in data.get("tensors", {}).items() if k in part.given}}
+
+
+def run_part(part: Part, cls, *, points: float, hidden: bool = False, data: Optional[Dict[str, Any]] = None,
+             allow_reference: bool = False, out=None) -> Report:
+    """Probe and judge in this process (self-check mode, and the instructors' catalogs): the
+    probes' report crosses the same wire encoding as in a graded run, then the verdicts run on it.
+    ``data``: the recording (default: the shipped one). Prints the lines to ``out`` (stdout)."""
+    from . import _wire
+
+    out = out if out is not None else sys.stdout
+    data = recorded(part, part.config) if data is None else data
+    sent = probe_part(part, cls, part.config, given_of(part, data), hidden=hidden,
+                      allow_reference=allow_reference)
+    report = judge_part(part, _wire.decode(_wire.encode(sent)), Expect(part.config, data),
+                        points=points, hidden=hidden)
+    print("\n".join(report.lines()), file=out)
     return report
 
 
@@ -302,46 +473,12 @@ LINE_WIDTH = 96  # check lines are wrapped at spaces: a browser would otherwise 
 _SHORT_PARENS = re.compile(r"\([^()]{1,24}\)")  # "(b, 1, 1, 1)": kept on one line
 
 
-def emit(line: str, out, tag: str) -> None:
-    """Print ``line`` (it starts with ``tag`` and a PASS/FAIL word) wrapped at spaces to
-    ``LINE_WIDTH`` columns, continuation lines indented under the text after ``{tag} FAIL  ``; a
-    short parenthesis such as a shape is never split."""
+def wrap(line: str, tag: str) -> List[str]:
+    """``line`` (it starts with ``tag`` and a PASS/FAIL word) wrapped at spaces to ``LINE_WIDTH``
+    columns, continuation lines indented under the text after ``{tag} FAIL  ``; a short parenthesis
+    such as a shape is never split."""
     kept = _SHORT_PARENS.sub(lambda m: m.group(0).replace(" ", "\0"), line)
     indent = " " * (len(tag) + len(" FAIL  "))
     text = textwrap.fill(kept, LINE_WIDTH, subsequent_indent=indent, break_long_words=False,
                          break_on_hyphens=False)
-    print(text.replace("\0", " "), file=out)
-
-
-def _run_subchecks(part: Part, cls, hidden: bool, allow_reference: bool, report: Report, tag: str, out):
-    cfg = part.config
-    ctx = Context(part.name, cls, hidden, cfg)
-    ctx.allow_reference = allow_reference
-    base_seed = int(cfg.get("seed", 0))
-    for i, sub in enumerate(part.subchecks):
-        noise = io.StringIO()
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as caught, \
-                contextlib.redirect_stderr(noise), contextlib.redirect_stdout(noise):
-            warnings.simplefilter("always")
-            torch.manual_seed(base_seed * 1000 + i)
-            try:
-                sub.fn(ctx)
-                res = Result(sub.name, sub.description, sub.weight, True)
-            except Fail as e:
-                res = Result(sub.name, sub.description, sub.weight, False, str(e))
-            except Exception as e:  # noqa: BLE001 - any student error is a failed sub-check
-                res = Result(sub.name, sub.description, sub.weight, False,
-                             describe_exception(e, part.hints))
-        report.results.append(res)
-        line = f"{tag} PASS  {sub.description}" if res.passed else \
-            f"{tag} FAIL  {sub.description}: {res.message}"
-        emit(line, out, tag)
-        extra = noise.getvalue().strip()
-        if extra:
-            emit(f"{tag}   (your code printed: {extra[:200]!r})", out, tag)
-        for w in caught[:3]:
-            emit(f"{tag}   (warning: {w.category.__name__}: {str(w.message)[:200]})", out, tag)
-
-
-_integrity.register_own(sys.modules[__name__], "max_err", "close", "run_part", "reference_use",
-                        "reference_submodule", "describe_exception", "expect_shape")
+    return text.replace("\0", " ").split("\n")
