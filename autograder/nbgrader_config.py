@@ -47,3 +47,13 @@ c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
 
 # Release notebooks carry no outputs.
 c.ClearOutput.enabled = True
+
+# Graded test cells are judged outside the student's kernel (autograder/judge): nbgrader's Execute
+# step becomes JudgedExecute, and every cell's output is capped for the feedback page.
+import sys  # noqa: E402
+
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+from autograder.judge.preprocessors import install  # noqa: E402
+
+install(c)

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import psutil
@@ -488,6 +488,7 @@ class View:
     drop_caps: bool = False
     new_session: bool = False
     unset_env: Tuple[str, ...] = ()
+    masked: List[str] = field(default_factory=list)  # paths inside ``ro`` replaced by an empty folder
 
     def argv(self, bwrap: str) -> List[str]:
         """``bwrap`` and its options; append the command to run inside."""
@@ -519,6 +520,8 @@ class View:
             a += ["--ro-bind", p, p]
         for p in sorted(set(self.rw), key=lambda p: p.count("/")):
             a += ["--bind", p, p]
+        for p in sorted(set(self.masked), key=lambda p: p.count("/")):
+            a += ["--size", "4096", "--tmpfs", p, "--remount-ro", p]
         for var in self.unset_env:
             a += ["--unsetenv", var]
         if self.chdir:

@@ -36,17 +36,12 @@ DEFAULT_IGNORE_PATTERN = (
 STATUS_OK = "ok"
 ISOLATION_BWRAP, ISOLATION_NONE = "bwrap", "none"
 
-# Signed check results: test cells that call the check library must show a line signed with the
-# submission's key for every point they score (cfgflow/checks/_signing.py).
-# CHECKS_MODULE is the one place naming the module a signed kernel imports at start-up (it takes
-# the key); a move of the check library changes this line only. Signing is imported from
-# cfgflow.checks._signing in autograder.grade.preprocessors.signing_module only.
+# The module test cells call (the probes' runtime; the judge outside the kernel gives the scores).
 CHECKS_MODULE = "cfgflow.checks"
-GUARD_MODULE = "autograder._kernel_guard"  # imported by every grading kernel first
-# The hidden checks (autograder.checks) run the reference implementations: the grading kernel
-# imports this package although no notebook cell names it.
-REFERENCE_PACKAGE = "cfgflow_ref"
-GRADE_KEY_ENV = "CFGFLOW_GRADE_KEY"
+GUARD_MODULE = "cfgflow._kernel_guard"  # imported by every grading kernel first
+# The judge's packages (its code, the hidden configurations, the reference): the worker imports
+# them, the kernel's sandbox never shows them.
+JUDGE_PACKAGES = ("autograder", "cfgflow_ref")
 SANDBOX_KERNEL = "cfgflow-sandbox"  # the kernelspec of a sandboxed grading kernel
 # nbconvert templates: templates/feedback/ adds our page to nbgrader's "feedback" template
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -144,18 +139,16 @@ class GradeConfig:
     def from_json(cls, data: dict) -> "GradeConfig":
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
-    def nbgrader_config(self, course_root: Path, signed: bool = False,
-                        kernel_name: Optional[str] = None, steps: Optional[dict] = None):
+    def nbgrader_config(self, course_root: Path, kernel_name: Optional[str] = None,
+                        steps: Optional[dict] = None):
         """The traitlets Config nbgrader runs with for a private course at ``course_root``.
 
         The instructor's ``autograder/nbgrader_config.py`` is loaded first when present (so
         settings such as ``ClearSolutions.code_stub`` stay in one place); the course layout and
-        the grading limits of this object then override it. ``signed``: the kernel imports the
-        check library at start-up (for the signed check results, see
-        :class:`~autograder.grade.preprocessors.VerifySignatures`). ``kernel_name``: the
+        the grading limits of this object then override it. ``kernel_name``: the
         kernelspec every notebook runs with (the sandboxed kernel), whatever the notebook's
         metadata names. ``steps``: the engine's own preprocessors' settings
-        (:func:`autograder.grade.preprocessors.configure`): repair, signature check, banner.
+        (:func:`autograder.grade.preprocessors.configure`): repair, judge, banner.
         """
         from traitlets.config import Config
         from traitlets.config.loader import PyFileConfigLoader
@@ -187,17 +180,9 @@ class GradeConfig:
         c.IgnorePattern.enabled = bool(self.ignore_pattern)
         c.IgnorePattern.pattern = self.ignore_pattern
         c.OverwriteCells.add_missing_cells = True  # re-add deleted grade/test cells
-        # Before any notebook cell runs, the kernel imports the exit guard (exit(), quit() and
-        # os._exit() in a cell stop that cell instead of ending the kernel:
-        # autograder/_kernel_guard.py) and, for signed results, the check library: it takes the
-        # grading key out of the environment (see cfgflow/checks/_gradekey.py) before student
-        # code can read it, and captures the functions it relies on unpatched. That import
-        # (torch) then happens during kernel start-up: allow for it.
-        start_up = [f"__import__('{GUARD_MODULE}')"] + ([f"__import__('{CHECKS_MODULE}')"]
-                                                         if signed else [])
-        c.Execute.extra_arguments = ["--InteractiveShellApp.exec_lines=" + "; ".join(start_up)]
-        if signed:
-            c.Execute.startup_timeout = max(120, int(self.cell_timeout_s))
+        # Before any notebook cell runs, the kernel imports the exit guard: exit(), quit() and
+        # os._exit() in a cell stop that cell instead of ending the kernel (cfgflow/_kernel_guard.py).
+        c.Execute.extra_arguments = [f"--InteractiveShellApp.exec_lines=__import__('{GUARD_MODULE}')"]
         if kernel_name:
             c.Execute.kernel_name = kernel_name
             # the connection file where the sandboxed kernel can read it (its /tmp is its own;

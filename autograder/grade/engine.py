@@ -36,7 +36,7 @@ from autograder.grade.config import (
     GUARD_MODULE,
     ISOLATION_BWRAP,
     ISOLATION_NONE,
-    REFERENCE_PACKAGE,
+    JUDGE_PACKAGES,
     REPO_ROOT,
     SANDBOX_KERNEL,
     GradeConfig,
@@ -44,7 +44,6 @@ from autograder.grade.config import (
 )
 from autograder.grade.merge import merge_gradebook
 from autograder.grade.outputs import CellInfo, StudentResult, write_csv, write_plain_feedback
-from autograder.grade.parts import check_parts
 from autograder.grade.worker import tail
 
 NO_ISOLATION_WARNING = (
@@ -72,16 +71,13 @@ class Sources:
 
     paths: list[Path]
     nbs: dict  # notebook name -> parsed notebook
-    signed: bool  # the test cells call the check library: results are signed
 
     @classmethod
     def read(cls, cfg: GradeConfig) -> "Sources":
         import nbformat
 
         paths = source_notebooks(cfg)
-        texts = {p.stem: p.read_text(encoding="utf-8") for p in paths}
-        return cls(paths, {k: nbformat.reads(t, as_version=4) for k, t in texts.items()},
-                   any(CHECKS_MODULE in t for t in texts.values()))
+        return cls(paths, {p.stem: nbformat.read(str(p), as_version=4) for p in paths})
 
     def cells(self) -> list[CellInfo]:
         cells = []
@@ -91,11 +87,6 @@ class Sources:
                 if meta.get("grade"):
                     cells.append(CellInfo(name, meta["grade_id"], float(meta.get("points", 0))))
         return cells
-
-    def check_cells(self) -> Optional[dict]:
-        """``notebook -> {grade_id: parts}`` of the test cells the signature check covers
-        (None: results are not signed)."""
-        return {name: check_parts(nb) for name, nb in self.nbs.items()} if self.signed else None
 
 
 def find_submissions(submissions_dir: Path, assignment: str,
@@ -176,7 +167,7 @@ def _imported_top_levels(source_nbs) -> set[str]:
     import nbformat
 
     names = {__name__.split(".")[0], GUARD_MODULE.split(".")[0], CHECKS_MODULE.split(".")[0],
-             REFERENCE_PACKAGE}
+             *JUDGE_PACKAGES}
     for nb in source_nbs:
         if isinstance(nb, (str, Path)):
             nb = nbformat.read(str(nb), as_version=4)
@@ -186,16 +177,31 @@ def _imported_top_levels(source_nbs) -> set[str]:
     return names
 
 
-def sandbox_binds(source_nbs) -> tuple[str, ...]:
+def package_dirs(names) -> list[str]:
+    """The folders of the importable packages ``names`` (not imported)."""
+    import importlib.util
+
+    found = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            found.extend(os.path.realpath(p) for p in spec.submodule_search_locations)
+    return found
+
+
+def sandbox_binds(source_nbs, judge: bool = True) -> tuple[str, ...]:
     """Read-only folders of a sandbox: this Python and its site-packages, every package the
-    grading imports that lives elsewhere (an editable install's ``autograder/``, ``cfgflow_ref/``:
-    found from the modules' own paths, so a new package needs no change here), and the MNIST
-    cache. Not the checkout itself: its ``solutions/`` and anything else in it stay outside."""
+    grading imports that lives elsewhere (an editable install's ``cfgflow/``, and for the worker,
+    which runs the judge, ``autograder/`` and ``cfgflow_ref/``: found from the modules' own paths,
+    so a new package needs no change here), and the MNIST cache. Not the checkout itself: its
+    ``solutions/`` and anything else in it stay outside. ``judge=False``: the kernel's view, which
+    has neither the judge's packages nor the reference (:data:`JUDGE_PACKAGES`; see also
+    :func:`kernel_masks` for an install inside site-packages)."""
     import importlib.util
 
     py = sandbox.python_paths()
     extra = []
-    for name in sorted(_imported_top_levels(source_nbs)):
+    for name in sorted(_imported_top_levels(source_nbs) - (set() if judge else set(JUDGE_PACKAGES))):
         try:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
@@ -215,6 +221,12 @@ def sandbox_binds(source_nbs) -> tuple[str, ...]:
     return tuple(sandbox._outermost(py + [os.path.realpath(p) for p in extra]))
 
 
+def kernel_masks(kernel_binds) -> list[str]:
+    """The judge's packages where the kernel's binds would show them (a regular install in
+    site-packages): each is hidden behind an empty folder in the kernel's view."""
+    return [d for d in package_dirs(JUDGE_PACKAGES) if sandbox._under_any(d, list(kernel_binds))]
+
+
 def _write_kernelspec(jupyter_dir: Path, kernel_dir: Path, runtime: Path, cfg: GradeConfig,
                       binds: tuple) -> None:
     """A kernelspec whose kernel runs in a second, inner sandbox inside the worker's.
@@ -224,13 +236,15 @@ def _write_kernelspec(jupyter_dir: Path, kernel_dir: Path, runtime: Path, cfg: G
     size-limited tmpfs folders: its working folder, /tmp and home. Not the course copy with the
     gradebook (hidden tests), the source notebooks or the other students' files; no capabilities
     and its own pid namespace (the worker's /proc entries, and through them its files, are out of
-    reach). ``JPY_PARENT_PID`` is dropped: in its own pid namespace the kernel's parent is pid 1,
-    which ipykernel would take for a dead parent.
+    reach). Not the judge's packages either (``autograder``, the reference ``cfgflow_ref``): the
+    judge runs in the worker, and the kernel reaches it through its socket in ``runtime`` only.
+    ``JPY_PARENT_PID`` is dropped: in its own pid namespace the kernel's parent is pid 1, which
+    ipykernel would take for a dead parent.
     """
     inner = sandbox.View(ro=list(binds) + [str(runtime)], rw=[],
                          tmpfs=["/tmp", _home(), str(kernel_dir)], tmpfs_mb=cfg.tmpfs_mb,
                          share_net=True, chdir=str(kernel_dir), drop_caps=True,
-                         unset_env=("JPY_PARENT_PID",))
+                         unset_env=("JPY_PARENT_PID",), masked=kernel_masks(binds))
     spec = {"argv": inner.argv(sandbox.bwrap_path()) + [sys.executable, "-m", "ipykernel_launcher",
                                                         "-f", "{connection_file}"],
             "display_name": "Python 3 (cfgflow grading sandbox)", "language": "python",
@@ -270,11 +284,9 @@ class Batch:
     cells: list
     work_root: Path
     isolation: str = ISOLATION_NONE
-    binds: tuple = ()  # read-only folders of the sandbox (sandbox_binds)
+    binds: tuple = ()  # read-only folders of the worker's sandbox (sandbox_binds)
+    kernel_binds: tuple = ()  # read-only folders of the kernel's sandbox (sandbox_binds, judge=False)
     feedback_dir: Optional[Path] = None  # where each student's page goes (None: not kept)
-
-    def __post_init__(self) -> None:
-        self.check_cells = self.sources.check_cells()  # parsed once, handed to every worker
 
 
 def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> StudentResult:
@@ -302,7 +314,6 @@ def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> Stud
         "submission": [str(p) for p in copies],
         "source_notebooks": {p.stem: str(course / "source" / cfg.assignment / p.name)
                              for p in batch.sources.paths},
-        "check_cells": batch.check_cells,
         "max_total": sum(c.max_score for c in batch.cells),
         "result": str(course / "result.json"),
     }
@@ -311,7 +322,7 @@ def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> Stud
     if isolation == ISOLATION_BWRAP:
         job["kernel_name"] = SANDBOX_KERNEL
         kernel_dir = course / "autograded" / student / cfg.assignment
-        _write_kernelspec(course / "jupyter", kernel_dir, course / ".runtime", cfg, batch.binds)
+        _write_kernelspec(course / "jupyter", kernel_dir, course / ".runtime", cfg, batch.kernel_binds)
         env["JUPYTER_PATH"] = str(course / "jupyter")
         outer = sandbox.View(ro=list(batch.binds), rw=[str(course)], tmpfs=["/tmp", _home()],
                              tmpfs_mb=cfg.tmpfs_mb, chdir=str(course), new_session=True)
@@ -333,7 +344,7 @@ def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> Stud
     elif rpath.exists():
         r = json.loads(rpath.read_text())
         out.status, out.reason = r["status"], r["reason"]
-        out.scores, out.notes, out.tampered = r["scores"], r["notes"], r.get("tampered", {})
+        out.scores, out.notes, out.judge = r["scores"], r["notes"], r.get("judge", [])
         out.timings = r.get("timings", {})
         if r.get("feedback") and batch.feedback_dir is not None:
             batch.feedback_dir.mkdir(parents=True, exist_ok=True)
@@ -367,7 +378,9 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
         why = ("isolation is switched off (--no-isolation)" if cfg.isolation == ISOLATION_NONE
                else sandbox.bwrap_probe()[1])
         print(NO_ISOLATION_WARNING.format(why=why), flush=True)
-    binds = sandbox_binds(list(sources.nbs.values())) if isolation == ISOLATION_BWRAP else ()
+    bwrap = isolation == ISOLATION_BWRAP
+    binds = sandbox_binds(list(sources.nbs.values())) if bwrap else ()
+    kernel_binds = sandbox_binds(list(sources.nbs.values()), judge=False) if bwrap else ()
     subs = find_submissions(Path(submissions_dir), cfg.assignment, list(sources.nbs))
     if students is not None:
         unknown = sorted(set(students) - set(subs))
@@ -381,7 +394,7 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
     out_dir = None if out_dir is None else Path(out_dir)
     try:
         template, cells = build_template(cfg, root, sources)
-        batch = Batch(cfg, template, sources, cells, root / "work", isolation, binds,
+        batch = Batch(cfg, template, sources, cells, root / "work", isolation, binds, kernel_binds,
                       None if out_dir is None else out_dir / "feedback")
         batch.work_root.mkdir()
         results: list[StudentResult] = []

@@ -32,10 +32,7 @@ def merge_gradebook(db_path: Path, template_db: Path, results: list[StudentResul
             gb.update_or_create_submission(assignment, r.student)
             for c in cells:
                 g = gb.find_grade(c.grade_id, c.notebook, assignment, r.student)
-                if c.key in r.tampered:  # nbgrader's score kept, overridden (the notes say why)
-                    g.auto_score, g.manual_score = r.tampered[c.key], 0.0
-                else:
-                    g.auto_score = r.scores[c.key]
+                g.auto_score = r.scores[c.key]
                 g.needs_manual_grade = False
             gb.db.commit()
 

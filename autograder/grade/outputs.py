@@ -34,8 +34,7 @@ class StudentResult:
     feedback_path: Optional[Path] = None
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0  # largest summed RSS of the worker's process tree (kernel included)
-    # cells zeroed because their score had no valid signed check line: key -> nbgrader's auto score
-    tampered: dict = field(default_factory=dict)
+    judge: list = field(default_factory=list)  # the judge's record of each graded test cell (CellRecord.to_json)
     isolation: str = ""  # bwrap | none: how the submission's code was confined
     timings: dict = field(default_factory=dict)  # seconds per step (worker and parent), for benchmarks
 

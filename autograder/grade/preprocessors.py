@@ -10,15 +10,15 @@ inserts ours into those lists through the traitlets config:
 * :class:`RepairMetadata` -- first of the sanitize chain: restores lost or duplicated nbgrader
   metadata from the instructor's source notebook (:func:`autograder.repair.repair_submission`)
   before nbgrader looks at any grade id.
-* :class:`VerifySignatures` -- right after ``SaveAutoGrades``: a test cell that scored points
-  without a line signed with the submission's key (cfgflow/checks/_signing.py) gets
-  ``manual_score = 0`` in the gradebook, so nbgrader's totals and feedback follow.
+* :class:`~autograder.judge.preprocessors.JudgedExecute` -- in place of nbgrader's ``Execute``:
+  the judge beside the kernel scores every graded test cell (autograder/judge), followed by
+  :class:`~autograder.judge.preprocessors.CapOutputs`.
 * :class:`FeedbackBanner` -- in the feedback chain: hands the engine's notes (status, points,
   repairs, tampering, time-outs) to the ``cfgflow_feedback.html.j2`` page template, which shows them at
   the top of the notebook (templates/feedback/, extending nbgrader's ``feedback`` template).
 
 Each writes what it did as one JSON line to the worker's ``report`` file (:func:`read_report`),
-which the worker turns into the student's notes.
+which the worker turns into the student's notes; the judge writes its records to ``records``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pathlib import Path
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Dict, Unicode
 
-from autograder.grade.config import CHECKS_MODULE, FEEDBACK_TEMPLATE, TEMPLATES
+from autograder.grade.config import FEEDBACK_TEMPLATE, TEMPLATES
 
-STEP_REPAIR, STEP_SIGNATURES = "repair", "signatures"
+STEP_REPAIR = "repair"
 
 
 def _report(path: str, step: str, notebook: str, **data) -> None:
@@ -73,73 +73,6 @@ class RepairMetadata(NbGraderPreprocessor):
         return nb, resources
 
 
-def _stdout_of(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", [])
-                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
-
-
-def signing_module():
-    """``cfgflow.checks._signing`` (standard library only), loaded from its file: importing it
-    through its package would run ``cfgflow/checks/__init__.py`` and with it torch, 2 s of the
-    worker's CPU per submission for a module that needs neither."""
-    import importlib.util
-    import sys
-
-    name = "_cfgflow_grade_signing"
-    if name not in sys.modules:
-        top, _, rest = CHECKS_MODULE.partition(".")
-        spec = importlib.util.find_spec(top)  # locates the package without importing it
-        path = Path(spec.submodule_search_locations[0], *rest.split("."), "_signing.py")
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-class VerifySignatures(NbGraderPreprocessor):
-    """Zero every test cell that scored points without a matching signed check line.
-
-    For each test cell that calls ``check`` (``check_cells``) and got an auto score > 0, its stdout
-    in the executed notebook must hold a line signed with ``key`` for one of the cell's parts, with
-    the cell's points and an earned value equal to the score (nbgrader caps it at the points).
-    Otherwise the genuine check did not produce that score (it was replaced or did not run): the
-    grade gets ``manual_score = 0``. Reports ``{"{notebook}/{grade_id}": auto_score}``.
-    """
-
-    key = Unicode("", help="the submission's grading key (hex)").tag(config=True)
-    check_cells = Dict(help="notebook name -> {grade_id: [part names]}").tag(config=True)
-    report = Unicode("", help="JSON-lines file the zeroed cells are appended to").tag(config=True)
-
-    def preprocess(self, nb, resources):
-        from nbgrader.api import Gradebook
-
-        _signing = signing_module()
-        info = resources["nbgrader"]
-        cells = self.check_cells.get(info["notebook"])
-        if not cells or not self.key:
-            return nb, resources
-        outputs = {}
-        for cell in nb.cells:
-            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-            if gid in cells:
-                outputs[gid] = _stdout_of(cell)
-        tampered = {}
-        with Gradebook(info["db_url"]) as gb:
-            sub = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
-            for g in sub.grades:
-                if g.name not in cells or not g.auto_score or g.auto_score <= 0:
-                    continue
-                lines = _signing.valid_lines(outputs.get(g.name, ""), self.key.encode())
-                if not _signing.matches(lines, float(g.auto_score), float(g.max_score), set(cells[g.name])):
-                    tampered[f"{info['notebook']}/{g.name}"] = float(g.auto_score)
-                    g.manual_score = 0.0
-                    g.needs_manual_grade = False
-            gb.db.commit()
-        _report(self.report, STEP_SIGNATURES, info["notebook"], tampered=tampered)
-        return nb, resources
-
-
 class FeedbackBanner(NbGraderPreprocessor):
     """Give the feedback template the engine's box: ``resources['cfgflow_banner']``."""
 
@@ -163,27 +96,26 @@ def nbgrader_template_dir() -> str:
                         "templates")
 
 
-def configure(c, cfg, *, report: str, source_notebooks: dict, check_cells: dict | None = None,
-              key: str | None = None, banner: dict | None = None) -> None:
+def configure(c, cfg, *, report: str, source_notebooks: dict, records: str = "", socket_dir: str = "",
+              banner: dict | None = None) -> None:
     """Insert the steps into nbgrader's chains in the traitlets config ``c`` (``cfg``: the
-    :class:`~autograder.grade.config.GradeConfig`; repair only with ``cfg.repair``, the signature
-    check only with a ``key``, the banner template only with a ``banner``)."""
+    :class:`~autograder.grade.config.GradeConfig`; repair only with ``cfg.repair``, the banner
+    template only with a ``banner``). The judge (``records``: its JSON-lines file; ``socket_dir``:
+    a folder the kernel sees) always runs."""
     from nbgrader.converters import Autograde, GenerateFeedback
-    from nbgrader.preprocessors import SaveAutoGrades
+
+    from autograder.judge.preprocessors import install
 
     sanitize = list(Autograde.class_traits()["sanitize_preprocessors"].default())
     if cfg.repair:
         sanitize.insert(0, RepairMetadata)
         c.RepairMetadata.source_notebooks = {k: str(v) for k, v in source_notebooks.items()}
         c.RepairMetadata.report = report
-    autograde = list(Autograde.class_traits()["autograde_preprocessors"].default())
-    if key:
-        autograde.insert(autograde.index(SaveAutoGrades) + 1, VerifySignatures)
-        c.VerifySignatures.key = key
-        c.VerifySignatures.check_cells = check_cells or {}
-        c.VerifySignatures.report = report
     c.Autograde.sanitize_preprocessors = sanitize
-    c.Autograde.autograde_preprocessors = autograde
+    install(c)
+    c.JudgedExecute.source_notebooks = {k: str(v) for k, v in source_notebooks.items()}
+    c.JudgedExecute.records = records
+    c.JudgedExecute.socket_dir = socket_dir
     if banner is not None:
         c.GenerateFeedback.preprocessors = [*GenerateFeedback.class_traits()["preprocessors"].default(),
                                            FeedbackBanner]

@@ -4,29 +4,27 @@ Runs in its own process (inside the sandbox and the limits of :func:`autograder.
 and grades one student in a private course: places the notebook at
 ``submitted/{student}/{assignment}/{notebook}.ipynb`` and runs nbgrader's ``autograde`` and
 ``generate_feedback`` through its Python API, with the engine's steps in nbgrader's chains
-(:mod:`autograder.grade.preprocessors`: metadata repair, signature check, feedback banner).
+(:mod:`autograder.grade.preprocessors`: metadata repair, the judge, feedback banner).
 nbgrader overwrites locked and test cells (hidden tests included) from the gradebook, so the tests
 come from the instructor's source, never from the student's file. Writes ``result.json`` (scores,
-status, notes, timings) and ``feedback.html`` (the student's page) into the course.
+status, notes, timings, the judge's records) and ``feedback.html`` (the student's page) into the
+course.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import time
 from pathlib import Path
 from typing import Optional
 
-from autograder.grade.config import GRADE_KEY_ENV, STATUS_OK, GradeConfig
+from autograder.grade.config import STATUS_OK, GradeConfig
 from autograder.grade.outputs import banner_data
-from autograder.grade.preprocessors import STEP_REPAIR, STEP_SIGNATURES, read_report
+from autograder.grade.preprocessors import STEP_REPAIR, read_report
 
-TAMPER_NOTE = ("test cell {grade_id}: the check library did not run or was replaced (tampering?) "
-               "-> 0 points")
 FEEDBACK_PAGE = "feedback.html"  # the student's page, in the worker's course folder
 REPORT = "steps.jsonl"  # what the preprocessors did (autograder.grade.preprocessors.read_report)
+RECORDS = "judge.jsonl"  # the judge's record of every graded test cell
 
 
 def tail(text: Optional[str], n: int) -> str:
@@ -89,23 +87,14 @@ def _grade(job: dict, cfg: GradeConfig, course: Path, out: dict, t_start: float)
     placed = _place(job, cfg, course, out)
     if placed is None:
         return
-    report = course / REPORT
-    steps = {"report": str(report), "source_notebooks": job["source_notebooks"],
-             "check_cells": job["check_cells"]}
-    # A fresh key per submission, for the kernel only (it inherits this process's environment and
-    # removes the variable at start-up); the check library signs every result with it.
-    signed = job["check_cells"] is not None
-    key = secrets.token_hex(32) if signed else None
-    api = NbGraderAPI(config=cfg.nbgrader_config(course, signed, job.get("kernel_name"),
-                                                 steps={**steps, "key": key}))
+    report, records_path = course / REPORT, course / RECORDS
+    steps = {"report": str(report), "source_notebooks": job["source_notebooks"]}
+    # the judge's socket in the runtime folder, which the sandboxed kernel sees (engine.py)
+    judge = {"records": str(records_path), "socket_dir": str(course / ".runtime")}
+    api = NbGraderAPI(config=cfg.nbgrader_config(course, job.get("kernel_name"), steps={**steps, **judge}))
     timings["worker_setup"] = time.perf_counter() - t_start
     t0 = time.perf_counter()
-    if key:
-        os.environ[GRADE_KEY_ENV] = key
-    try:
-        res = api.autograde(assignment, student, force=True, create=True)
-    finally:
-        os.environ.pop(GRADE_KEY_ENV, None)
+    res = api.autograde(assignment, student, force=True, create=True)
     timings["autograde"] = time.perf_counter() - t0
     if not res.get("success", False):
         out.update(status="error",
@@ -116,9 +105,7 @@ def _grade(job: dict, cfg: GradeConfig, course: Path, out: dict, t_start: float)
             out["notes"].append(f"notebook '{file_name}' graded as '{name}.ipynb'")
         out["notes"].extend(n for r in records if r["step"] == STEP_REPAIR and r["notebook"] == name
                             for n in r["notes"])
-    tampered = {k: v for r in records if r["step"] == STEP_SIGNATURES for k, v in r["tampered"].items()}
-    out["tampered"] = tampered
-    out["notes"].extend(TAMPER_NOTE.format(grade_id=k.split("/", 1)[1]) for k in tampered)
+    out["judge"] = read_report(records_path)
     # scores: whatever the gradebook holds (also after a partial failure)
     try:
         out["scores"] = scores_from_gradebook(course, assignment, student)

@@ -412,10 +412,13 @@ def judge_part(part: Part, sent: Any, expect: Expect, *, points: float, hidden: 
         report.refused = _short_text(sent["refused"]) or "refused"
         return report
     probes = sent.get("probes") if isinstance(sent.get("probes"), dict) else {}
+    malformed = _short_text(sent.get("malformed"), 300)
     for sub in part.subchecks:
         rec = probes.get(sub.name)
         res = Result(sub.name, sub.description, sub.weight, False)
-        if not isinstance(rec, dict) or not ("obs" in rec or "fail" in rec):
+        if malformed:
+            res.message = f"the probes' report could not be read ({malformed})"
+        elif not isinstance(rec, dict) or not ("obs" in rec or "fail" in rec):
             res.message = "no observation arrived for this sub-check (the probe did not run)"
         elif "fail" in rec:
             res.message = _short_text(rec["fail"]) or "the probe failed"

@@ -12,8 +12,18 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._core import (BATCH1_HINT, Fail, Part, SubCheck, as_obs, at_batch1, close, expect_shape, shape_of,
-                    with_t4)
+from ._core import (
+    BATCH1_HINT,
+    Fail,
+    Part,
+    SubCheck,
+    as_obs,
+    at_batch1,
+    close,
+    expect_shape,
+    shape_of,
+    with_t4,
+)
 
 CONFIG = {"seed": 1, "dim": 8, "b": 4}
 GIVEN = ("w", "t")  # the frequencies written into the student's weights, the times

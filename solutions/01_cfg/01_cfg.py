@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -296,8 +296,6 @@ check("cfg_loss", CFGTrainer, points=4)
 # Hidden tests for CFGTrainer (6 points): the same checks on other sizes
 # and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
-from autograder.checks import check  # the hidden checks (grading environment only)
-
 check("cfg_loss", CFGTrainer, points=6, hidden=True)
 ### END HIDDEN TESTS
 
@@ -355,8 +353,6 @@ check("mlp_field", MLPConditionalVectorField, points=2)
 # Hidden tests for MLPConditionalVectorField (3 points): the same checks on other sizes
 # and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
-from autograder.checks import check  # the hidden checks (grading environment only)
-
 check("mlp_field", MLPConditionalVectorField, points=3, hidden=True)
 ### END HIDDEN TESTS
 

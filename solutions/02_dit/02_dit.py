@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -148,8 +148,6 @@ check("fourier_encoder", FourierEncoder, points=2)
 # Hidden tests for FourierEncoder (3 points): the same checks on other sizes
 # and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
-from autograder.checks import check  # the hidden checks (grading environment only)
-
 check("fourier_encoder", FourierEncoder, points=3, hidden=True)
 ### END HIDDEN TESTS
 
@@ -203,8 +201,6 @@ check("patchifier", Patchifier, points=2)
 # Hidden tests for Patchifier (3 points): the same checks on other sizes
 # and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
-from autograder.checks import check  # the hidden checks (grading environment only)
-
 check("patchifier", Patchifier, points=3, hidden=True)
 ### END HIDDEN TESTS
 
@@ -268,8 +264,6 @@ check("mha", MHA, points=3)
 # Hidden tests for MHA (5 points): the same checks on other sizes
 # and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
-from autograder.checks import check  # the hidden checks (grading environment only)
-
 check("mha", MHA, points=5, hidden=True)
 ### END HIDDEN TESTS
 
@@ -344,8 +338,6 @@ check("dit_layer", DiffusionTransformerLayer, points=3)
 # Hidden tests for DiffusionTransformerLayer (5 points): the same checks on other sizes
 # and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
-from autograder.checks import check  # the hidden checks (grading environment only)
-
 check("dit_layer", DiffusionTransformerLayer, points=5, hidden=True)
 ### END HIDDEN TESTS
 
@@ -401,8 +393,6 @@ check("dit", DiffusionTransformer, points=2)
 # Hidden tests for DiffusionTransformer (3 points): the same checks on other sizes
 # and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
-from autograder.checks import check  # the hidden checks (grading environment only)
-
 check("dit", DiffusionTransformer, points=3, hidden=True)
 ### END HIDDEN TESTS
 
@@ -465,8 +455,6 @@ check("depatchifier", Depatchifier, points=2)
 # Hidden tests for Depatchifier (3 points): the same checks on other sizes
 # and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
-from autograder.checks import check  # the hidden checks (grading environment only)
-
 check("depatchifier", Depatchifier, points=3, hidden=True)
 ### END HIDDEN TESTS
 
@@ -531,8 +519,6 @@ check("mnist_dit", MNISTDiffusionTransformer, points=4)
 # Hidden tests for MNISTDiffusionTransformer (5 points): the same checks on other sizes
 # and seeds, run when your notebook is graded.
 ### BEGIN HIDDEN TESTS
-from autograder.checks import check  # the hidden checks (grading environment only)
-
 check("mnist_dit", MNISTDiffusionTransformer, points=5, hidden=True)
 ### END HIDDEN TESTS
 
