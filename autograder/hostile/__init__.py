@@ -4,8 +4,10 @@ Each :class:`HostileCase` is one student folder the grading engine must survive:
 code (infinite loops, a kernel that ignores interrupts, memory blow-up, ``sys.exit`` /
 ``os._exit``, stderr spam, a failing import, CUDA-only code, NaN outputs), damaged notebooks
 (deleted or markdown test cells, stripped or duplicated nbgrader metadata, reordered cells, a
-renamed file) and tampering (monkeypatched ``torch.allclose`` and ``check``, reference classes
-imported instead of written). ``tests/test_hostile.py`` grades them all in one batch with the
+renamed file), tampering (monkeypatched ``torch.allclose`` and ``check``, reference classes
+imported instead of written) and forgeries of the judge's verdict (judge-looking lines, a judge
+of its own, a forger that speaks the protocol, oversized and malformed reports, oracle queries,
+the shipped recordings as an answer table), the answer-key reader and a stdout flood. ``tests/test_hostile.py`` grades them all in one batch with the
 complete solution and the untouched release; ``docs/robustness.md`` lists what happens to each.
 
 The cases only need an assignment with at least two solution cells, each followed by its test
@@ -87,7 +89,8 @@ class HostileCase:
     ``expect`` says what the grader must do with it, in a form the test checks:
     ``status`` (allowed statuses), ``zero`` / ``full`` (indices k of solution parts whose tests
     must score 0 / full marks), ``below_full`` (parts that must lose points), ``note`` (text one
-    of the repair/engine notes must contain, case-insensitive).
+    of the repair/engine notes must contain, case-insensitive), ``at_most`` (a case whose
+    per-part score this one may not exceed: a forgery earns no more than the trivial stub).
     """
 
     name: str
@@ -325,17 +328,243 @@ torch.Tensor.allclose = lambda *args, **kwargs: True
 
 def _tamper_check(nb, rel, src, p):
     _append(rel, p.solutions[0], """
-import autograder.checks
+import cfgflow.checks
 def check(part, cls, *, points, hidden=False):
     print("all good")
     return points
-autograder.checks.check = check
-autograder.checks.run_check = lambda *a, **k: None
+cfgflow.checks.check = check
+cfgflow.checks.run_check = lambda *a, **k: None
 """)
     return HostileCase("tamper_check", "replaces the check function (notebook name and module attribute); "
-                       "the code itself is the stub", rel,
-                       expect={"status": ["ok"], "zero": [0, 1],
-                               "note": "the check library did not run or was replaced"})
+                       "the code itself is the stub", rel, expect={"status": ["ok"], "zero": [0, 1]})
+
+
+# ----------------------------------------------------------------------------- forgeries
+# The code itself is the stub (or computes nothing); each tries to earn points some other way. A
+# forgery may earn at most what the trivial ``zeros_stub`` earns honestly (tests/test_hostile.py).
+
+_ZEROS_STUB = ("""
+import torch
+class CFGTrainer(CFGTrainer):
+    def get_train_loss(self, batch_size, **kwargs):
+        return torch.zeros((), requires_grad=True)
+""", """
+class MLPConditionalVectorField(MLPConditionalVectorField):
+    def forward(self, x, t, y):
+        return torch.zeros_like(x)
+""")
+
+
+def _stub_zeros(nb, p, extra: str = "") -> None:
+    """Each graded method returns right-shaped zeros (the constructors stay the student's);
+    ``extra`` follows in the first solution cell (before any test cell)."""
+    _append(nb, p.solutions[0], _ZEROS_STUB[0] + extra)
+    _append(nb, p.solutions[1], _ZEROS_STUB[1])
+
+
+def _zeros_stub(nb, rel, src, p):
+    """Control: the constructors are the student's, every forward returns zeros of the right shape."""
+    _stub_zeros(nb, p)
+    return HostileCase("zeros_stub", "control: right-shaped zeros from every graded method (computes "
+                       "nothing)", nb, expect={"status": ["ok"], "at_most": "zeros_stub"})
+
+
+def _forge_key(nb, rel, src, p):
+    _append(rel, p.solutions[0], """
+import cfgflow.checks as _checks
+def check(part, cls, *, points, hidden=False):  # judge-looking and signed-looking full marks
+    tag = f"[{part}{' hidden' if hidden else ''}]"
+    print(f"{tag} PASS  every sub-check")
+    print(f"{tag} score {points:g} / {points:g}")
+    print(f"[cfgflow-signed] part={part} mode={'hidden' if hidden else 'visible'} earned={points:.6f} "
+          f"points={points:.6f} nonce={'0' * 32} sig={'0' * 64}")
+    return float(points)
+_checks.check = check
+""")
+    return HostileCase("forge_key", "replaces check by a function that prints judge-looking and "
+                       "signed-looking full-marks lines and returns the points (the code is the stub)", rel,
+                       expect={"status": ["ok"], "zero": [0, 1], "at_most": "zeros_stub"})
+
+
+def _judge_lines(nb, rel, src, p):
+    _append(rel, p.solutions[0], r"""
+import json, os, socket, threading
+for _part, _pts in (("cfg_loss", 4), ("mlp_field", 2)):
+    print(f"[{_part}] score {_pts} / {_pts}")
+for _path in ("judge.jsonl", "../judge.jsonl", os.path.join(os.path.dirname(os.environ.get("CFGFLOW_JUDGE", "/x")),
+              "judge.jsonl")):
+    try:
+        with open(_path, "a") as _f:
+            _f.write(json.dumps({"grade_id": "test_cfg_loss", "earned": 4, "status": "judged"}) + "\n")
+        print("wrote", _path)
+    except OSError as _e:
+        print("blocked:", _path, type(_e).__name__)
+# a judge of its own, inside the kernel, that gives full marks
+_fake = os.path.abspath("fake-judge.sock")
+_srv = socket.socket(socket.AF_UNIX)
+_srv.bind(_fake)
+_srv.listen(8)
+def _serve():
+    while True:
+        _c, _ = _srv.accept()
+        _f = _c.makefile("rwb")
+        _hello = json.loads(_f.readline())["hello"]
+        _f.write((json.dumps({"part": _hello["part"], "hidden": _hello["hidden"], "config": {"seed": 0},
+                              "given": {"values": {}, "tensors": {}}}) + "\n").encode()); _f.flush()
+        _f.readline()
+        _p = _hello["points"]
+        _f.write((json.dumps({"lines": [f"[{_hello['part']}] score {_p} / {_p}"], "earned": _p, "points": _p,
+                              "failures": []}) + "\n").encode()); _f.flush()
+        _c.close()
+threading.Thread(target=_serve, daemon=True).start()
+os.environ["CFGFLOW_JUDGE"] = _fake
+""")
+    return HostileCase("judge_lines", "prints judge-looking score lines, writes judge-record files, runs a "
+                       "full-marks judge of its own inside the kernel (the code is the stub)", rel,
+                       expect={"status": ["ok"], "zero": [0, 1], "at_most": "zeros_stub"})
+
+
+_PROTOCOL = r"""
+import json, os, socket
+def _session(part, hidden, points, report):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.environ["CFGFLOW_JUDGE"])
+    f = s.makefile("rwb")
+    f.write((json.dumps({"hello": {"part": part, "hidden": hidden, "points": points}}) + "\n").encode())
+    f.flush()
+    plan = json.loads(f.readline())
+    f.write(report(plan) + b"\n")
+    f.flush()
+    answer = f.readline()
+    s.close()
+    return plan, answer
+"""
+
+
+def _protocol_forger(nb, rel, src, p):
+    _stub_zeros(nb, p, _PROTOCOL + """
+from cfgflow.checks import PARTS, _wire
+from cfgflow.checks._core import probe_part
+def check(part, cls, *, points, hidden=False):  # knows the protocol: sends what it likes
+    def report(plan):
+        table = PARTS[plan["part"]]
+        sent = probe_part(table, cls, plan["config"], _wire.decode(json.dumps(plan["given"])))
+        for name, rec in sent["probes"].items():  # every failure dressed up as a pass
+            if "fail" in rec:
+                rec.pop("fail")
+                rec["obs"] = {"passed": True, "out": [0.0], "b_": [0.0], "b111": [0.0]}
+        return _wire.encode({"report": sent}).encode()
+    plan, answer = _session(part, hidden, points, report)
+    print(answer.decode()[:2000])
+    return float(points)
+""")
+    return HostileCase("protocol_forger", "the zeros stub plus a check of its own that speaks the judge's "
+                       "protocol and dresses every failed probe up as a pass", nb,
+                       expect={"status": ["ok"], "at_most": "zeros_stub"})
+
+
+def _oversized(nb, rel, src, p):
+    _append(rel, p.solutions[0], _PROTOCOL + """
+def check(part, cls, *, points, hidden=False):  # an oversized report, then a malformed one
+    if part == "cfg_loss":
+        _session(part, hidden, points, lambda plan: b'{"report": {"probes": "' + b"x" * (70 * 2**20) + b'"}}')
+    else:
+        _session(part, hidden, points, lambda plan: b'{"report": {"probes": {"values": {"obs": {"__tensor__": '
+                 b'"float32", "shape": [100000, 100000], "values": []}}}}}')
+    return float(points)
+""")
+    return HostileCase("oversized", "sends the judge a 70 MB report and a malformed one claiming a "
+                       "10^10-entry tensor (the code is the stub)", rel,
+                       expect={"status": ["ok"], "zero": [0, 1], "at_most": "zeros_stub"})
+
+
+def _oracle(nb, rel, src, p):
+    _append(nb, p.solutions[0], _PROTOCOL + """
+_refused = 0
+for _ in range(20):  # query the judge outside a test cell
+    try:
+        _session("cfg_loss", True, 6, lambda plan: b'{"report": {}}')
+    except Exception as _e:
+        _refused += 1
+print("oracle queries refused:", _refused)
+""")
+    cell = nb.cells[_index(nb, p.solutions[1])]  # and from inside the graded method, during a test cell
+    _method_body_prepend(nb, p.solutions[1], """
+try:
+    _session("mlp_field", True, 3, lambda plan: b'{"report": {}}')
+    print("ORACLE ANSWERED")
+except Exception:
+    pass
+""")
+    assert cell is nb.cells[_index(nb, p.solutions[1])]
+    return HostileCase("oracle", "the complete solution, querying the judge 20 times outside test cells "
+                       "and again from inside the graded method while a test cell runs", nb,
+                       expect={"status": ["ok"], "full": [0, 1]})
+
+
+def _lookup_table(nb, rel, src, p):
+    _append(nb, p.solutions[0], """
+import json, torch
+from cfgflow.checks import _data
+def _recorded(part):
+    return _data.decode(_data.path_of(part).read_text())
+class CFGTrainer(CFGTrainer):  # the shipped recordings as an answer table
+    def get_train_loss(self, batch_size, **kwargs):
+        z, y = self.path.p_data.sample(batch_size)
+        return torch.tensor(_recorded("cfg_loss")["values"]["ok"], requires_grad=True)
+""")
+    _append(nb, p.solutions[1], """
+class MLPConditionalVectorField(MLPConditionalVectorField):
+    def forward(self, x, t, y):
+        rec = _recorded("mlp_field")["tensors"]
+        if x.shape == rec["x"].shape and torch.equal(x.double(), rec["x"]):
+            return rec["ok"].float()
+        return torch.zeros_like(x)
+""")
+    return HostileCase("lookup_table", "answers from the recordings shipped with the student package, "
+                       "zeros elsewhere", nb, expect={"status": ["ok"], "at_most": "zeros_stub"})
+
+
+_READER = """
+import importlib, inspect, os, pkgutil
+_found = 0
+for _name in ("cfgflow_ref", "autograder", "autograder.checks", "autograder.catalog", "autograder.judge"):
+    try:
+        _m = importlib.import_module(_name)
+        _mods = [_m] + [importlib.import_module(i.name) for i in pkgutil.walk_packages(_m.__path__, _name + ".")]
+        for _mod in _mods:
+            print("LEAKED", _mod.__name__, inspect.getsource(_mod))
+            _found += 1
+    except Exception as _e:
+        print("blocked:", _name, type(_e).__name__)
+import cfgflow
+_root = os.path.dirname(os.path.dirname(cfgflow.__file__))
+for _d in ("cfgflow_ref", "autograder/checks", "solutions", "solutions/01_cfg", "solutions/02_dit"):
+    try:
+        for _f in sorted(os.listdir(os.path.join(_root, _d))):
+            with open(os.path.join(_root, _d, _f), errors="replace") as _h:
+                print("LEAKED", _d, _f, _h.read())
+    except OSError as _e:
+        print("blocked:", _d, type(_e).__name__)
+print("answer-key reader found", _found, "modules")
+"""
+
+
+def _answer_reader(nb, rel, src, p):
+    _append(nb, p.solutions[0], _escape(_READER))
+    return HostileCase("answer_reader", "the complete solution plus a cell that prints the source of every "
+                       "module of cfgflow_ref and autograder it can import, and the files of the "
+                       "checkout's reference, hidden-check and solution folders", nb,
+                       expect={"status": ["ok"], "full": [0, 1]})
+
+
+def _flood(nb, rel, src, p):
+    _append(nb, p.solutions[0], """
+for _i in range(2000):
+    print("flood" * 20_000)
+""")
+    return HostileCase("flood", "the complete solution plus a cell that prints 2,000 lines of 100,000 "
+                       "characters (200 MB)", nb, expect={"status": ["ok"], "full": [0, 1]})
 
 
 def _reference_import(nb, rel, src, p):
@@ -476,6 +705,8 @@ BUILDERS: List[Callable] = [
     _infinite_loop, _stuck_kernel, _memory_blowup, _sys_exit, _os_exit, _stderr_spam, _import_error,
     _deleted_tests, _test_to_markdown, _metadata_stripped, _duplicate_grade_id, _reordered, _renamed_file,
     _cuda_only, _nan_outputs, _tamper_allclose, _tamper_check, _reference_import,
+    _zeros_stub, _forge_key, _judge_lines, _protocol_forger, _oversized, _oracle, _lookup_table,
+    _answer_reader, _flood,
 ]
 
 

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from cfgflow.checks import _wire
 
 READ_TIMEOUT_S = 5.0   # between the kernel's connect and its hello
+MAX_SESSIONS = 8       # connections handled at once; more are closed unanswered
 REFUSED_ORACLE = "the judge answers each graded test cell once, while that cell runs"
 
 
@@ -94,6 +95,7 @@ class Judge:
         self._plans: Dict[Tuple[str, bool], Any] = {}
         self._lock = threading.Lock()
         self._cell: Optional[_Open] = None
+        self._active = 0
         self._stopped = threading.Event()
         if os.path.exists(path):
             os.unlink(path)
@@ -145,13 +147,27 @@ class Judge:
                 continue
             except OSError:
                 return
-            with conn:
-                try:
-                    self._session(conn)
-                except (OSError, ValueError):  # the kernel hung up or sent garbage: incomplete
-                    pass
-                except Exception as e:  # noqa: BLE001 - the judge's own bug: recorded, never silent
-                    self._failed(e)
+            with self._lock:
+                busy = self._active >= MAX_SESSIONS
+                self._active += 0 if busy else 1
+            if busy:  # a kernel opening connections in a loop
+                conn.close()
+                continue
+            # one thread per connection: a second connection while a cell's probes run (code in the
+            # graded method querying the judge) is refused at once instead of waiting its turn
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self._session(conn)
+            except (OSError, ValueError):  # the kernel hung up or sent garbage: incomplete
+                pass
+            except Exception as e:  # noqa: BLE001 - the judge's own bug: recorded, never silent
+                self._failed(e)
+            finally:
+                with self._lock:
+                    self._active -= 1
 
     def _failed(self, e: Exception) -> None:
         """A judge error (the instructor's side: a recorder, a verdict bug) is this cell's record,
