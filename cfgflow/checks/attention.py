@@ -3,11 +3,12 @@
 The student's projections are discovered (one fused ``Linear(dim, 3 dim)``, separate q/k/v/out
 ``Linear(dim, dim)``, q plus a fused ``Linear(dim, 2 dim)``, or an ``nn.MultiheadAttention``).
 For every layout that is a relabelling of the same function class (any order of q/k/v blocks in
-the fused output, heads split ``(h hd)`` or ``(hd h)`` consistently, merged either way) the
-recorded canonical weights are written into the student's projections in that layout, the
-student's own forward runs on the recorded input and its output is compared with the
-reference's recorded output; the recorded outputs of known-wrong variants (scale, softmax axis,
-one head, no output projection) name the mistake.
+the fused output, heads split ``(h hd)`` or ``(hd h)`` consistently, merged either way) the probe
+writes the given canonical weights into the student's projections in that layout, with ``heads``
+heads and with one, and reports the student's own forward's output on the given input. The
+verdict compares those outputs with the reference's (recorded: ``data/mha.json``; graded: computed
+by the judge) and with the outputs of known-wrong variants (scale, softmax axis, one head, no
+output projection), which name the mistake.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
-from . import _data
-from ._core import Fail, Part, SubCheck, close, expect_shape
+from ._core import Fail, Part, SubCheck, as_obs, close, expect_shape, shape_of
 
 CONFIG = {"seed": 4, "dim": 8, "heads": 2, "n": 5, "b": 2}
+GIVEN = ("x", "wq", "wk", "wv", "wo")  # the input; canonical q, k, v, output weights (rows, columns (h hd))
 
 
 def _build(ctx):
@@ -114,27 +115,74 @@ def recorded_name(h: int, variant: str, merge: str, projected: bool) -> str:
     return f"out_h{h}_{variant}" if projected else f"noout_h{h}_{variant}_{HEADS.index(merge)}"
 
 
-@torch.no_grad()
-def _values(ctx):
-    model, dim, heads, n, b = _build(ctx), ctx["dim"], ctx["heads"], ctx["n"], ctx["b"]
-    data = _data.load("mha", ctx.cfg)
-    x = _data.tensor(data, "x")
-    expect_shape(model(x), (b, n, dim))
-    cands = list(candidates(model, dim))
-    if not cands:
-        raise Fail(NO_PROJECTIONS)
-    wq, wk, wv, wo = (_data.tensor(data, k) for k in ("wq", "wk", "wv", "wo"))
-    runs = {}  # (layout, heads, merge, output projection) -> the student's output
+MAX_RUNS = 3000
+"""At most this many forward runs (layout, heads, output projection, merge) are reported: a
+module with many ``Linear(dim, dim)`` layers has more layouts than are worth trying."""
 
-    def student_output(ci, write, h_used, merge, pi, p):
-        if (ci, h_used, merge, pi) not in runs:
-            write(h_used, wq, wk, wv)
-            if p is not None:  # canonical output weights, columns merged `merge`
-                p.weight.copy_(rearrange(wo, f"o (h hd) -> o {merge}", h=h_used))
-                if p.bias is not None:
-                    p.bias.zero_()
-            runs[ci, h_used, merge, pi] = model(x)
-        return runs[ci, h_used, merge, pi]
+
+@torch.no_grad()
+def _probe_values(ctx):
+    """The student's output on the given input with its own weights (``out``), and for every
+    layout (``layouts``, in :func:`candidates`' order) the outputs with the given weights written
+    in that layout: ``outs`` says, per possible output projection, whether it is one (False: none);
+    ``runs[str(h)]`` (None when ``h`` heads do not fit the layout) holds per possible output
+    projection the outputs with the output weights' columns merged ``(h hd)`` and ``(hd h)`` (one
+    output where there is no output projection). No layouts when ``out`` has the wrong shape;
+    after :data:`MAX_RUNS` runs the rest are left out (``truncated``)."""
+    model, dim, heads = _build(ctx), ctx["dim"], ctx["heads"]
+    x = ctx.tensor("x")
+    obs = {"out": as_obs(model(x)), "layouts": [], "truncated": False}
+    if shape_of(obs["out"]) != str(tuple(x.shape)):
+        return obs  # the verdict fails on the shape first
+    wq, wk, wv, wo = (ctx.tensor(k) for k in ("wq", "wk", "wv", "wo"))
+    budget = MAX_RUNS
+    for write, outs in candidates(model, dim):
+        layout = {"outs": [p is not None for p in outs], "runs": {}}
+        for h in dict.fromkeys((heads, 1)):
+            try:
+                write(h, wq, wk, wv)
+            except (RuntimeError, ValueError):
+                layout["runs"][str(h)] = None
+                continue
+            per_out = []
+            for p in outs:
+                if p is None:
+                    per_out.append([as_obs(model(x))])
+                    continue
+                ys = []
+                for merge in HEADS:  # canonical output weights, columns merged `merge`
+                    p.weight.copy_(rearrange(wo, f"o (h hd) -> o {merge}", h=h))
+                    if p.bias is not None:
+                        p.bias.zero_()
+                    ys.append(as_obs(model(x)))
+                per_out.append(ys)
+            layout["runs"][str(h)] = per_out
+            budget -= sum(len(ys) for ys in per_out)
+        obs["layouts"].append(layout)
+        if budget <= 0:
+            obs["truncated"] = True
+            break
+    return obs
+
+
+def _verdict_values(obs, exp):
+    """The correct formula under any layout passes; else the first known mistake that matches
+    names it (one head before the others)."""
+    b, n, dim, heads = exp["b"], exp["n"], exp["dim"], exp["heads"]
+    expect_shape(obs["out"], (b, n, dim))
+    layouts = obs["layouts"]
+    if not layouts:
+        raise Fail(NO_PROJECTIONS)
+    wanted_cache = {}
+
+    def want(name):
+        if name not in wanted_cache:
+            wanted_cache[name] = exp.tensor(name)
+        return wanted_cache[name]
+
+    def run(layout, h, pi, merge):
+        ys = layout["runs"][str(h)][pi]
+        return ys[HEADS.index(merge)] if len(ys) > 1 else ys[0]
 
     diagnosis = None
     # first pass: the correct formula under every layout; second: the known mistakes
@@ -142,10 +190,8 @@ def _values(ctx):
         for h_used, hmsg in ((heads, None), (1, ONE_HEAD)):
             if wanted == "ok" and hmsg:
                 continue
-            for ci, (write, outs) in enumerate(cands):
-                try:
-                    write(h_used, wq, wk, wv)
-                except (RuntimeError, ValueError):
+            for layout in layouts:
+                if layout["runs"].get(str(h_used)) is None:
                     continue
                 for key, msg in VARIANTS:
                     if wanted == "ok" and key != "ok":
@@ -153,11 +199,10 @@ def _values(ctx):
                     if wanted == "wrong" and key == "ok" and not hmsg:
                         continue  # second pass: the mistakes (any formula with one head)
                     for merge in HEADS:
-                        for pi, p in enumerate(outs):
-                            want = _data.tensor(data, recorded_name(h_used, key, merge, p is not None),
-                                                torch.float64)
-                            if close(student_output(ci, write, h_used, merge, pi, p), want, 1e-4):
-                                if wanted == "ok" and p is not None:
+                        for pi, projected in enumerate(layout["outs"]):
+                            if close(run(layout, h_used, pi, merge),
+                                     want(recorded_name(h_used, key, merge, projected)), 1e-4):
+                                if wanted == "ok" and projected:
                                     return
                                 diagnosis = diagnosis or hmsg or msg or NO_OUT
         if diagnosis:
@@ -165,19 +210,27 @@ def _values(ctx):
     raise Fail(FINAL)
 
 
-def _shape(ctx):
-    model = _build(ctx)
+def _probe_shape(ctx):
     b, n, dim = ctx["b"], ctx["n"], ctx["dim"]
-    expect_shape(model(torch.randn(b, n, dim)), (b, n, dim))
+    return {"out": as_obs(_build(ctx)(torch.randn(b, n, dim)))}
+
+
+def _verdict_shape(obs, exp):
+    expect_shape(obs["out"], (exp["b"], exp["n"], exp["dim"]))
 
 
 @torch.no_grad()
-def _equivariant(ctx):
+def _probe_equivariant(ctx):
+    """The output on tokens rolled by one, and the output on the tokens, rolled by one."""
     model = _build(ctx)
     dim, n = ctx["dim"], ctx["n"]
     x = torch.randn(2, n, dim)
     perm = torch.roll(torch.arange(n), 1)
-    if not close(model(x[:, perm]), model(x)[:, perm], 1e-4):
+    return {"of_permuted": as_obs(model(x[:, perm])), "permuted": as_obs(model(x)[:, perm])}
+
+
+def _verdict_equivariant(obs, exp):
+    if not close(obs["of_permuted"], obs["permuted"], 1e-4):
         raise Fail("permuting the tokens does not permute the output: heads split/merged in a scrambled "
                    "order "
                    "(view(b, h, n, hd) without transpose mixes tokens; use view(b, n, h, hd).transpose(1, 2) "
@@ -185,11 +238,16 @@ def _equivariant(ctx):
 
 
 @torch.no_grad()
-def _batch(ctx):
+def _probe_batch(ctx):
+    """Sample 1 of a batch of 3 and the same sample alone."""
     model = _build(ctx)
     dim, n = ctx["dim"], ctx["n"]
     x = torch.randn(3, n, dim)
-    if not close(model(x)[1:2], model(x[1:2]), 1e-5):
+    return {"in_batch": as_obs(model(x)[1:2]), "alone": as_obs(model(x[1:2]))}
+
+
+def _verdict_batch(obs, exp):
+    if not close(obs["in_batch"], obs["alone"], 1e-5):
         raise Fail("sample 1 of a batch differs from the same sample alone: attention mixes the batch "
                    "(check the head split/merge reshapes)")
 
@@ -197,11 +255,13 @@ def _batch(ctx):
 PART = Part(
     "mha",
     [
-        SubCheck("shape", "output shape (b, n, d)", 1, _shape),
-        SubCheck("values", "multi-head attention recomputed with your projections", 2, _values),
+        SubCheck("shape", "output shape (b, n, d)", 1, _probe_shape, _verdict_shape),
+        SubCheck("values", "multi-head attention recomputed with your projections", 2, _probe_values,
+                 _verdict_values),
         SubCheck("equivariant", "permuting tokens permutes the output (heads split per token)", 0.5,
-                 _equivariant),
-        SubCheck("batch", "works at batch size 1 and treats samples independently", 0.5, _batch),
+                 _probe_equivariant, _verdict_equivariant),
+        SubCheck("batch", "works at batch size 1 and treats samples independently", 0.5, _probe_batch,
+                 _verdict_batch),
     ],
     CONFIG,
     {"shape '[": "view/reshape sizes must multiply to the tensor size",
@@ -211,4 +271,5 @@ PART = Part(
         "shape (1). Permutation equivariance (0.5) names a head split that mixes tokens; batch "
         "independence (0.5)."
     ),
+    given=GIVEN,
 )

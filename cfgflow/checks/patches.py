@@ -1,11 +1,15 @@
 """patchifier and depatchifier, checked by probing rather than by attribute names.
 
 Patchifier ``(b, 1, img, img) -> (b, n, d)``: any parametrisation (Conv2d, Unfold + Linear,
-einops + Linear) is an affine map per patch. We recover it from basis images and check that
-token ``k`` is the SAME affine map of patch ``(k // G, k % G)`` (row-major ``(h w)`` order).
+einops + Linear) is an affine map per patch. The probes run it on basis images (and on random
+images for affinity); the verdicts recover the map from those outputs and check that token ``k``
+is the SAME affine map of patch ``(k // G, k % G)`` (row-major ``(h w)`` order).
 
-Depatchifier ``(b, n, d) -> (b, 1, img, img)``: after re-randomising zero-initialised weights,
-perturbing token ``k`` may only change patch ``(k // G, k % G)`` (plus the final conv's halo).
+Depatchifier ``(b, n, d) -> (b, 1, img, img)``: the probe re-randomises zero-initialised weights
+and perturbs one token at a time; the verdicts check that perturbing token ``k`` only changes
+patch ``(k // G, k % G)`` (plus the final conv's halo, which the probe reads off the module's
+convolutions). Nothing is recorded: the probes draw their own inputs, the verdicts judge
+properties of the outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._core import Fail, Part, SubCheck, close, expect_shape, rerandomize
+from ._core import Fail, Part, SubCheck, as_obs, close, expect_shape, rerandomize, shape_of
 
 # ------------------------------------------------------------------------------ patchifier
 
@@ -25,26 +29,59 @@ def _pbuild(ctx):
     return ctx.new(ctx["img"], ctx["p"], ctx["dim"])
 
 
-def _pshape(ctx):
-    P, img, p, b = _pbuild(ctx), ctx["img"], ctx["p"], ctx["b"]
+def _number(v):
+    """``v`` as a float when it is a number (a Python or NumPy number, a one-entry tensor), else None."""
+    if isinstance(v, (str, bytes)):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _probe_pshape(ctx):
+    P, img, b = _pbuild(ctx), ctx["img"], ctx["b"]
+    obs = {"out": as_obs(P(torch.randn(b, 1, img, img))), "n_tokens": None}
+    if hasattr(P, "n_tokens"):
+        obs["n_tokens"] = {"text": str(P.n_tokens)[:200], "value": _number(P.n_tokens)}
+    return obs
+
+
+def _verdict_pshape(obs, exp):
+    img, p, b = exp["img"], exp["p"], exp["b"]
     n = (img // p) ** 2
-    out = P(torch.randn(b, 1, img, img))
-    expect_shape(out, (b, n, ctx["dim"]), hint="tokens (b, n, d) with n = (img/p)^2")
-    if hasattr(P, "n_tokens") and P.n_tokens != n:
-        raise Fail(f"n_tokens is {P.n_tokens}, expected (img_size // patch_size)**2 = {n}")
+    expect_shape(obs["out"], (b, n, exp["dim"]), hint="tokens (b, n, d) with n = (img/p)^2")
+    nt = obs["n_tokens"]
+    if nt is not None and nt["value"] != n:
+        raise Fail(f"n_tokens is {nt['text']}, expected (img_size // patch_size)**2 = {n}")
 
 
 @torch.no_grad()
-def _probe(ctx):
-    """Recover the student's map: ``(token_of_patch (G, G), kernels (n, p*p, d), bias (n, d))``."""
-    if "probe" in ctx.cache:
-        return ctx.cache["probe"]
-    P, img, p = _pbuild(ctx), ctx["img"], ctx["p"]
-    G, n, d = img // p, (img // p) ** 2, ctx["dim"]
-    base = P(torch.zeros(1, 1, img, img))
+def _probe_basis(ctx):
+    """``(observation, patchifier)``, shared by the patch_map and order probes: the student's
+    patchifier on the zero image, ``zero: (1, n, d)``, and on every basis image (one pixel 1, the
+    rest 0), ``basis: (img*img, n, d)`` with pixel ``(i, j)`` at row ``i * img + j`` (None when
+    ``zero`` has another shape); the module itself for patch_map's affinity test."""
+    if "basis" not in ctx.cache:
+        P, img, p = _pbuild(ctx), ctx["img"], ctx["p"]
+        zero = as_obs(P(torch.zeros(1, 1, img, img)))
+        found = {"zero": zero, "basis": None}
+        if shape_of(zero) == str((1, (img // p) ** 2, ctx["dim"])):  # else the verdict fails on it first
+            basis = torch.eye(img * img).reshape(img * img, 1, img, img)
+            found["basis"] = as_obs(P(basis))
+        ctx.cache["basis"] = (found, P)
+    return ctx.cache["basis"]
+
+
+def _patch_map(obs, exp):
+    """Recover the student's map from the basis responses: ``(token_of_patch (G, G), kernels
+    (n, p*p, d), bias (n, d))``; fails when a token is not a map of exactly one patch."""
+    img, p, d = exp["img"], exp["p"], exp["dim"]
+    G, n = img // p, (img // p) ** 2
+    base = obs["zero"]
     expect_shape(base, (1, n, d))
-    basis = torch.eye(img * img).reshape(img * img, 1, img, img)
-    resp = (P(basis) - base).reshape(img, img, n, d)  # pixel (i, j) -> change of every token
+    expect_shape(obs["basis"], (img * img, n, d), "output on a batch of basis images")
+    resp = (obs["basis"] - base).reshape(img, img, n, d)  # pixel (i, j) -> change of every token
     tol = 1e-6 * (1 + float(resp.abs().max()))
     hit = resp.abs().amax(-1) > tol                   # (img, img, n)
     token_of_patch = torch.full((G, G), -1, dtype=torch.long)
@@ -68,19 +105,28 @@ def _probe(ctx):
             outside[r * p:(r + 1) * p, c * p:(c + 1) * p, token_of_patch[r, c]] = False
     if outside.any():
         raise Fail("a token depends on pixels outside its own patch: tokens are scrambled")
-    ctx.cache["probe"] = (token_of_patch, kernels, base[0], P)
-    return ctx.cache["probe"]
+    return token_of_patch, kernels, base[0]
 
 
 @torch.no_grad()
-def _pmap(ctx):
-    """Affine (no activation: the order sub-check does not need it) and one kernel for every patch."""
-    _, kernels, bias, P = _probe(ctx)
+def _probe_pmap(ctx):
+    """The basis responses, and the outputs on ``x1``, ``x2`` and ``x1 + x2 / 2`` (two random
+    images each) for the affinity test."""
+    found, P = _probe_basis(ctx)
     img = ctx["img"]
     x1, x2 = torch.randn(2, 1, img, img), torch.randn(2, 1, img, img)
-    base = bias[None]  # P(0), from the probe
+    return {**found, "mix": as_obs(P(x1 + 0.5 * x2)), "x1": as_obs(P(x1)), "x2": as_obs(P(x2))}
+
+
+def _verdict_pmap(obs, exp):
+    """Affine (no activation: the order sub-check does not need it) and one kernel for every patch."""
+    _, kernels, bias = _patch_map(obs, exp)
+    n = (exp["img"] // exp["p"]) ** 2
+    for key in ("mix", "x1", "x2"):
+        expect_shape(obs[key], (2, n, exp["dim"]))
+    base = bias[None]  # P(0)
     # affine: P(x1 + x2 / 2) - P(0) = (P(x1) - P(0)) + (P(x2) - P(0)) / 2
-    if not close(P(x1 + 0.5 * x2) - base, (P(x1) - base) + 0.5 * (P(x2) - base), 1e-4):
+    if not close(obs["mix"] - base, (obs["x1"] - base) + 0.5 * (obs["x2"] - base), 1e-4):
         raise Fail("the output is not an affine function of the image: a patchifier is one linear map per "
                    "patch (no activation)")
     same = close(kernels, kernels[:1].expand_as(kernels), 1e-4)
@@ -90,8 +136,12 @@ def _pmap(ctx):
                    "(Conv2d with stride p, or one Linear applied to every flattened patch)")
 
 
-def _porder(ctx):
-    token_of_patch = _probe(ctx)[0]
+def _probe_porder(ctx):
+    return _probe_basis(ctx)[0]
+
+
+def _verdict_porder(obs, exp):
+    token_of_patch = _patch_map(obs, exp)[0]
     G = token_of_patch.shape[0]
     grid = torch.arange(G * G).reshape(G, G)
     if torch.equal(token_of_patch, grid):
@@ -101,22 +151,29 @@ def _porder(ctx):
     raise Fail("tokens in a scrambled order: token k must be patch (k // G, k % G), row-major (h w)")
 
 
-def _pbatch(ctx):
+def _probe_pbatch(ctx):
+    """Sample 1 of a batch of 3 and the same image alone."""
     P, img = _pbuild(ctx), ctx["img"]
     x = torch.randn(3, 1, img, img)
     full = P(x)
     one = P(x[1:2])
-    if not close(full[1:2], one, 1e-5):
+    return {"in_batch": as_obs(full[1:2]), "alone": as_obs(one)}
+
+
+def _verdict_pbatch(obs, exp):
+    if not close(obs["in_batch"], obs["alone"], 1e-5):
         raise Fail("sample 1 of a batch differs from the same image alone: do not mix the batch dimension")
 
 
 PATCHIFIER = Part(
     "patchifier",
     [
-        SubCheck("shape", "output shape (b, n, d), n = (img/p)^2", 1, _pshape),
-        SubCheck("patch_map", "each token is the same linear map of its own patch", 2, _pmap),
-        SubCheck("order", "tokens in row-major (h w) order", 1, _porder),
-        SubCheck("batch", "works at batch size 1 and treats samples independently", 0.5, _pbatch),
+        SubCheck("shape", "output shape (b, n, d), n = (img/p)^2", 1, _probe_pshape, _verdict_pshape),
+        SubCheck("patch_map", "each token is the same linear map of its own patch", 2, _probe_pmap,
+                 _verdict_pmap),
+        SubCheck("order", "tokens in row-major (h w) order", 1, _probe_porder, _verdict_porder),
+        SubCheck("batch", "works at batch size 1 and treats samples independently", 0.5, _probe_pbatch,
+                 _verdict_pbatch),
     ],
     PATCHIFIER_CONFIG,
     {"size of tensor": "check the shapes: (b, 1, img, img) -> (b, n, d)"},
@@ -139,10 +196,14 @@ def _dbuild(ctx):
     return D
 
 
-def _dshape(ctx):
+def _probe_dshape(ctx):
     D, img, p, b = ctx.new(ctx["img"], ctx["p"], ctx["dim"]), ctx["img"], ctx["p"], ctx["b"]
     n = (img // p) ** 2
-    expect_shape(D(torch.randn(b, n, ctx["dim"])), (b, 1, img, img),
+    return {"out": as_obs(D(torch.randn(b, n, ctx["dim"])))}
+
+
+def _verdict_dshape(obs, exp):
+    expect_shape(obs["out"], (exp["b"], 1, exp["img"], exp["img"]),
                  hint="an image (b, 1, img, img): end with a conv to 1 channel")
 
 
@@ -153,20 +214,31 @@ def _halo(D):
 
 
 @torch.no_grad()
-def _dprobe(ctx):
-    if "probe" in ctx.cache:
-        return ctx.cache["probe"]
-    D, img, p, dim = _dbuild(ctx), ctx["img"], ctx["p"], ctx["dim"]
+def _probe_tokens(ctx):
+    """Shared by the local and order probes: the re-randomised depatchifier on one random token
+    sequence (row 0) and on ``n`` copies with token ``k`` replaced (row ``k + 1``): ``out: (n + 1,
+    1, img, img)``; ``halo``: how far its convolutions spread a patch."""
+    if "tokens" not in ctx.cache:
+        D, img, p, dim = _dbuild(ctx), ctx["img"], ctx["p"], ctx["dim"]
+        n = (img // p) ** 2
+        x = torch.randn(1, n, dim)
+        X = x.repeat(n + 1, 1, 1)
+        for k in range(n):
+            X[k + 1, k] = torch.randn(dim)
+        ctx.cache["tokens"] = {"out": as_obs(D(X)), "halo": _halo(D)}
+    return ctx.cache["tokens"]
+
+
+def _token_reach(obs, exp):
+    """``(hit (n, img, img), fits (n, n))``: the pixels token ``k``'s change reaches, and whether
+    they all lie in patch ``q`` grown by the convolutions' halo."""
+    img, p = exp["img"], exp["p"]
     G, n = img // p, (img // p) ** 2
-    x = torch.randn(1, n, dim)
-    X = x.repeat(n + 1, 1, 1)
-    for k in range(n):
-        X[k + 1, k] = torch.randn(dim)
-    out = D(X)
+    out = obs["out"]
     expect_shape(out, (n + 1, 1, img, img))
     diff = (out[1:] - out[:1]).abs()[:, 0]                       # (n, img, img)
     hit = diff > 1e-6 * (1 + float(diff.max()))
-    halo = _halo(D)
+    halo = int(obs["halo"])
     # fits[k, q]: every pixel token k changes lies in patch q grown by the final conv's halo
     fits = torch.zeros(n, n, dtype=torch.bool)
     for q in range(n):
@@ -174,12 +246,11 @@ def _dprobe(ctx):
         box = torch.zeros(img, img, dtype=torch.bool)
         box[max(0, r * p - halo):(r + 1) * p + halo, max(0, c * p - halo):(c + 1) * p + halo] = True
         fits[:, q] = ~(hit & ~box).flatten(1).any(1)
-    ctx.cache["probe"] = (hit, fits, G)
-    return ctx.cache["probe"]
+    return hit, fits
 
 
-def _dlocal(ctx):
-    hit, fits, G = _dprobe(ctx)
+def _verdict_dlocal(obs, exp):
+    hit, fits = _token_reach(obs, exp)
     for k in range(hit.shape[0]):
         if not fits[k].any():
             raise Fail(f"token {k} changes pixels outside one patch: the tokens are scrambled into the image "
@@ -189,8 +260,9 @@ def _dlocal(ctx):
             raise Fail(f"token {k} does not affect the image at all")
 
 
-def _dorder(ctx):
-    hit, fits, G = _dprobe(ctx)
+def _verdict_dorder(obs, exp):
+    hit, fits = _token_reach(obs, exp)
+    G = exp["img"] // exp["p"]
     n = hit.shape[0]
     row = torch.arange(n)
     col = torch.arange(n).reshape(G, G).t().reshape(-1)
@@ -202,21 +274,29 @@ def _dorder(ctx):
     raise Fail("not the inverse token order: token k must become patch (k // G, k % G) (row-major)")
 
 
-def _dbatch(ctx):
+def _probe_dbatch(ctx):
+    """Sample 1 of a batch of 3 and the same tokens alone (re-randomised weights)."""
     D, img, p = _dbuild(ctx), ctx["img"], ctx["p"]
     n = (img // p) ** 2
     x = torch.randn(3, n, ctx["dim"])
-    if not close(D(x)[1:2], D(x[1:2]), 1e-5):
+    return {"in_batch": as_obs(D(x)[1:2]), "alone": as_obs(D(x[1:2]))}
+
+
+def _verdict_dbatch(obs, exp):
+    if not close(obs["in_batch"], obs["alone"], 1e-5):
         raise Fail("sample 1 of a batch differs from the same tokens alone: do not mix the batch dimension")
 
 
 DEPATCHIFIER = Part(
     "depatchifier",
     [
-        SubCheck("shape", "output shape (b, 1, img, img)", 1, _dshape),
-        SubCheck("local", "token k only changes its own patch (plus the final conv's halo)", 1.5, _dlocal),
-        SubCheck("order", "token k becomes patch (k // G, k % G): the inverse of the patchifier", 1, _dorder),
-        SubCheck("batch", "works at batch size 1 and treats samples independently", 0.5, _dbatch),
+        SubCheck("shape", "output shape (b, 1, img, img)", 1, _probe_dshape, _verdict_dshape),
+        SubCheck("local", "token k only changes its own patch (plus the final conv's halo)", 1.5,
+                 _probe_tokens, _verdict_dlocal),
+        SubCheck("order", "token k becomes patch (k // G, k % G): the inverse of the patchifier", 1,
+                 _probe_tokens, _verdict_dorder),
+        SubCheck("batch", "works at batch size 1 and treats samples independently", 0.5, _probe_dbatch,
+                 _verdict_dbatch),
     ],
     DEPATCHIFIER_CONFIG,
     {"shape '[": "view/reshape sizes must multiply to the tensor size: (b, n, f*p*p) -> (b, f, img, img)",
