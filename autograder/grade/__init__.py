@@ -40,6 +40,8 @@ _EXPORTS = {
         "REPO_ROOT",
         "SANDBOX_KERNEL",
         "STATUS_OK",
+        "Status",
+        "IsolationRequired",
         "GradeConfig",
         "add_config_options",
         "config_from_args",

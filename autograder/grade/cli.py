@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from autograder.grade.config import add_config_options, config_from_args
+from autograder.grade.config import IsolationRequired, add_config_options, config_from_args
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,9 +64,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         results, cells = grade_submissions(args.submissions, cfg, args.out, students=args.student)
     except ValueError as exc:  # e.g. --student naming no folder
         p.error(str(exc))
-    except RuntimeError as exc:
-        if "--require-isolation" not in str(exc):
-            raise
+    except IsolationRequired as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     dt = time.perf_counter() - t0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import os
 import sys
 from dataclasses import dataclass, field
@@ -33,7 +34,32 @@ DEFAULT_IGNORE_PATTERN = (
     r"|^\s*\d+%\|"  # tqdm progress bars
 )
 
-STATUS_OK = "ok"
+class Status(str, enum.Enum):
+    """How grading a submission ended (the CSV's ``status`` column: the value)."""
+
+    OK = "ok"
+    UNREADABLE = "unreadable"          # no notebook could be read
+    NO_SUBMISSION = "no_submission"    # the student's folder holds no .ipynb
+    ERROR = "error"                    # nbgrader failed (the reason says how)
+    TIMEOUT = "timeout"                # the per-submission time-out ended the worker
+    MEMORY = "memory"                  # the memory cap ended it
+    PROCESSES = "processes"            # the process cap ended it (a fork bomb)
+    CRASH = "crash"                    # the worker died without a result
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def killed(self) -> bool:
+        """The worker did not end by itself."""
+        return self in (Status.TIMEOUT, Status.MEMORY, Status.PROCESSES, Status.CRASH)
+
+
+STATUS_OK = Status.OK
+
+
+class IsolationRequired(RuntimeError):
+    """``--require-isolation`` and no working bubblewrap."""
 ISOLATION_BWRAP, ISOLATION_NONE = "bwrap", "none"
 
 # The module test cells call (the probes' runtime; the judge outside the kernel gives the scores).
@@ -117,11 +143,12 @@ class GradeConfig:
             parse_shard(self.shard)
 
     def isolation_mode(self) -> str:
-        """``bwrap`` or ``none``; raises ``RuntimeError`` when isolation is required but missing."""
+        """``bwrap`` or ``none``; raises :class:`IsolationRequired` when isolation is required but
+        missing."""
         if self.isolation == "auto" and sandbox.bwrap_path():
             return ISOLATION_BWRAP
         if self.require_isolation:
-            raise RuntimeError(f"--require-isolation: {sandbox.bwrap_probe()[1]}"
+            raise IsolationRequired(f"--require-isolation: {sandbox.bwrap_probe()[1]}"
                                if self.isolation == "auto" else
                                "--require-isolation contradicts isolation='none'")
         return ISOLATION_NONE

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from autograder import sandbox
+from autograder.grade import records
 from autograder.grade.config import (
     CHECKS_MODULE,
     GUARD_MODULE,
@@ -40,6 +41,7 @@ from autograder.grade.config import (
     REPO_ROOT,
     SANDBOX_KERNEL,
     GradeConfig,
+    Status,
     shard_students,
 )
 from autograder.grade.merge import merge_gradebook
@@ -335,24 +337,25 @@ def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> Stud
     out = StudentResult(student, isolation=isolation)
     rpath = course / "result.json"
     if res.timed_out:
-        out.status, out.reason = "timeout", (
+        out.status, out.reason = Status.TIMEOUT, (
             f"grading stopped after the {cfg.submission_timeout_s:g} s per-submission time-out")
     elif res.mem_exceeded:
-        out.status, out.reason = "memory", f"killed: memory limit of {cfg.mem_mb} MB exceeded"
+        out.status, out.reason = Status.MEMORY, f"killed: memory limit of {cfg.mem_mb} MB exceeded"
     elif res.procs_exceeded:
-        out.status, out.reason = "processes", f"killed: more than {cfg.max_procs} processes (a fork bomb?)"
+        out.status = Status.PROCESSES
+        out.reason = f"killed: more than {cfg.max_procs} processes (a fork bomb?)"
     elif rpath.exists():
         r = json.loads(rpath.read_text())
-        out.status, out.reason = r["status"], r["reason"]
+        out.status, out.reason = Status(r["status"]), r["reason"]
         out.scores, out.notes, out.judge = r["scores"], r["notes"], r.get("judge", [])
         out.timings = r.get("timings", {})
         if r.get("feedback") and batch.feedback_dir is not None:
             batch.feedback_dir.mkdir(parents=True, exist_ok=True)
             out.feedback_path = Path(shutil.move(r["feedback"], batch.feedback_dir / f"{student}.html"))
     else:
-        out.status = "crash"
+        out.status = Status.CRASH
         out.reason = f"grader process exited with code {res.returncode}: {tail(res.stderr, 1500)}"
-    if out.status in ("timeout", "memory", "processes", "crash") and res.stderr:
+    if out.status.killed and res.stderr:
         out.notes.append("grader stderr (tail): " + tail(res.stderr, 800))
     out.wall_s = time.perf_counter() - t0
     out.timings.update(course_copy=t_copy, process=out.wall_s - t_copy)
@@ -388,28 +391,39 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
             raise ValueError(f"--student: no folder for {', '.join(unknown)} in {submissions_dir}")
         subs = {s: subs[s] for s in students}
     subs = {s: subs[s] for s in shard_students(list(subs), cfg.shard)}
+    out_dir = None if out_dir is None else Path(out_dir)
+    keys = {s: records.digest(cfg, sources.paths, files) for s, files in subs.items()}
+    done = records.reusable(out_dir, keys)
+    if done:
+        print(f"{len(done)} of {len(subs)} submissions already graded ({out_dir / records.RECORDS}): "
+              f"grading the other {len(subs) - len(done)}", flush=True)
     own_tmp = cfg.workdir is None
     root = Path(tempfile.mkdtemp(prefix="cfgflow-grade-")) if own_tmp else Path(cfg.workdir)
     root.mkdir(parents=True, exist_ok=True)
-    out_dir = None if out_dir is None else Path(out_dir)
     try:
         template, cells = build_template(cfg, root, sources)
         batch = Batch(cfg, template, sources, cells, root / "work", isolation, binds, kernel_binds,
                       None if out_dir is None else out_dir / "feedback")
         batch.work_root.mkdir()
-        results: list[StudentResult] = []
-        bar = _progress(len(subs), cfg)
-        with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-            futs = {pool.submit(grade_one, s, f, batch, i): s
-                    for i, (s, f) in enumerate(sorted(subs.items()))}
+        results: list[StudentResult] = list(done.values())
+        todo = {s: f for s, f in sorted(subs.items()) if s not in done}
+        bar = _progress(len(todo), cfg)
+        pool = ThreadPoolExecutor(max_workers=cfg.workers)
+        try:
+            futs = {pool.submit(grade_one, s, f, batch, i): s for i, (s, f) in enumerate(todo.items())}
             for fut in as_completed(futs):
                 s = futs[fut]
                 try:
-                    results.append(fut.result())
+                    result = fut.result()
                 except Exception:  # an engine bug for one student must not lose the batch
                     reason = "engine error: " + tail(traceback.format_exc(), 1500)
-                    results.append(StudentResult(s, status="crash", reason=reason, isolation=isolation))
+                    result = StudentResult(s, status=Status.CRASH, reason=reason, isolation=isolation)
+                results.append(result)
+                if out_dir is not None:  # kept whatever happens to the rest of the run
+                    records.write(out_dir, result, keys[s])
                 bar.update(1)
+        finally:  # SIGTERM / Ctrl-C: no new submission starts; the finished ones are on disk
+            pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         results.sort(key=lambda r: r.student)
         _fill_missing(results, cells)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from autograder.grade.config import STATUS_OK, TEMPLATES
+from autograder.grade.config import STATUS_OK, TEMPLATES, Status
 
 
 @dataclass
@@ -26,7 +26,7 @@ class StudentResult:
     """One student's outcome. ``scores`` maps ``"{notebook}/{grade_id}"`` to points."""
 
     student: str
-    status: str = STATUS_OK  # ok | unreadable | no_submission | error | timeout | memory | crash
+    status: Status = STATUS_OK  # how grading ended (config.Status)
     reason: str = ""
     scores: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
@@ -34,9 +34,12 @@ class StudentResult:
     feedback_path: Optional[Path] = None
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0  # largest summed RSS of the worker's process tree (kernel included)
-    judge: list = field(default_factory=list)  # the judge's record of each graded test cell (CellRecord.to_json)
+    judge: list = field(default_factory=list)  # the judge's record of each graded cell (CellRecord.to_json)
     isolation: str = ""  # bwrap | none: how the submission's code was confined
     timings: dict = field(default_factory=dict)  # seconds per step (worker and parent), for benchmarks
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
 
     def total(self) -> float:
         return float(sum(self.scores.values()))

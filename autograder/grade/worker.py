@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from autograder.grade.config import STATUS_OK, GradeConfig
+from autograder.grade.config import STATUS_OK, GradeConfig, Status
 from autograder.grade.outputs import banner_data
 from autograder.grade.preprocessors import STEP_REPAIR, read_report
 
@@ -57,11 +57,11 @@ def _place(job: dict, cfg: GradeConfig, course: Path, out: dict) -> Optional[lis
     submitted = [Path(p) for p in job["submission"]]
     src_nbs = job["source_notebooks"]
     if not submitted:
-        out.update(status="no_submission", reason="no .ipynb file found in the student's folder")
+        out.update(status=Status.NO_SUBMISSION, reason="no .ipynb file found in the student's folder")
         return None
     if len(submitted) > 1 and not all(p.stem in src_nbs for p in submitted):
         names = ", ".join(p.name for p in submitted)
-        out.update(status="unreadable",
+        out.update(status=Status.UNREADABLE,
                    reason=f"several notebooks and none named as expected ({names})")
         return None
     dest_dir = course / "submitted" / job["student"] / cfg.assignment
@@ -72,7 +72,7 @@ def _place(job: dict, cfg: GradeConfig, course: Path, out: dict) -> Optional[lis
         try:
             nb = nbformat.read(str(path), as_version=4)
         except Exception as exc:
-            out.update(status="unreadable", reason=f"cannot read '{path.name}' as a notebook: {exc}")
+            out.update(status=Status.UNREADABLE, reason=f"cannot read '{path.name}' as a notebook: {exc}")
             return None
         nbformat.write(nb, str(dest_dir / f"{name}.ipynb"))
         placed.append((path.name, name))
@@ -97,7 +97,7 @@ def _grade(job: dict, cfg: GradeConfig, course: Path, out: dict, t_start: float)
     res = api.autograde(assignment, student, force=True, create=True)
     timings["autograde"] = time.perf_counter() - t0
     if not res.get("success", False):
-        out.update(status="error",
+        out.update(status=Status.ERROR,
                    reason="nbgrader autograde failed: " + tail(res.get("error") or res.get("log"), 1500))
     records = read_report(report)
     for file_name, name in placed:
@@ -112,7 +112,7 @@ def _grade(job: dict, cfg: GradeConfig, course: Path, out: dict, t_start: float)
     except Exception as exc:
         out["scores"] = {}
         if out["status"] == STATUS_OK:
-            out.update(status="error", reason=f"no grades recorded: {exc}")
+            out.update(status=Status.ERROR, reason=f"no grades recorded: {exc}")
     out["notes"].extend(execution_notes(course, assignment, student, cfg))
     if out["scores"]:
         t0 = time.perf_counter()

@@ -7,7 +7,8 @@ code (infinite loops, a kernel that ignores interrupts, memory blow-up, ``sys.ex
 renamed file), tampering (monkeypatched ``torch.allclose`` and ``check``, reference classes
 imported instead of written) and forgeries of the judge's verdict (judge-looking lines, a judge
 of its own, a forger that speaks the protocol, oversized and malformed reports, oracle queries,
-the shipped recordings as an answer table), the answer-key reader and a stdout flood. ``tests/test_hostile.py`` grades them all in one batch with the
+the shipped recordings as an answer table), the answer-key reader and a stdout flood.
+``tests/test_hostile.py`` grades them all in one batch with the
 complete solution and the untouched release; ``docs/robustness.md`` lists what happens to each.
 
 The cases only need an assignment with at least two solution cells, each followed by its test
@@ -391,8 +392,8 @@ def _judge_lines(nb, rel, src, p):
 import json, os, socket, threading
 for _part, _pts in (("cfg_loss", 4), ("mlp_field", 2)):
     print(f"[{_part}] score {_pts} / {_pts}")
-for _path in ("judge.jsonl", "../judge.jsonl", os.path.join(os.path.dirname(os.environ.get("CFGFLOW_JUDGE", "/x")),
-              "judge.jsonl")):
+_beside = os.path.dirname(os.environ.get("CFGFLOW_JUDGE", "/x"))
+for _path in ("judge.jsonl", "../judge.jsonl", os.path.join(_beside, "judge.jsonl")):
     try:
         with open(_path, "a") as _f:
             _f.write(json.dumps({"grade_id": "test_cfg_loss", "earned": 4, "status": "judged"}) + "\n")
@@ -469,8 +470,8 @@ def check(part, cls, *, points, hidden=False):  # an oversized report, then a ma
     if part == "cfg_loss":
         _session(part, hidden, points, lambda plan: b'{"report": {"probes": "' + b"x" * (70 * 2**20) + b'"}}')
     else:
-        _session(part, hidden, points, lambda plan: b'{"report": {"probes": {"values": {"obs": {"__tensor__": '
-                 b'"float32", "shape": [100000, 100000], "values": []}}}}}')
+        _session(part, hidden, points, lambda plan: b'{"report": {"probes": {"values": {"obs": '
+                 b'{"__tensor__": "float32", "shape": [100000, 100000], "values": []}}}}}')
     return float(points)
 """)
     return HostileCase("oversized", "sends the judge a 70 MB report and a malformed one claiming a "
@@ -531,7 +532,8 @@ _found = 0
 for _name in ("cfgflow_ref", "autograder", "autograder.checks", "autograder.catalog", "autograder.judge"):
     try:
         _m = importlib.import_module(_name)
-        _mods = [_m] + [importlib.import_module(i.name) for i in pkgutil.walk_packages(_m.__path__, _name + ".")]
+        _subs = pkgutil.walk_packages(_m.__path__, _name + ".")
+        _mods = [_m] + [importlib.import_module(i.name) for i in _subs]
         for _mod in _mods:
             print("LEAKED", _mod.__name__, inspect.getsource(_mod))
             _found += 1

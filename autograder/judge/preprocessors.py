@@ -66,7 +66,8 @@ class JudgedExecute(Execute):
     source_notebooks = Dict(help="notebook name -> path of its source notebook (default: the course's "
                             "source folder)").tag(config=True)
     socket_dir = Unicode("", help="folder of the judge's socket; it must be visible to the kernel (the "
-                         "engine binds it into the sandbox). Empty: a fresh temporary folder").tag(config=True)
+                         "engine binds it into the sandbox). Empty: a fresh temporary folder"
+                         ).tag(config=True)
     records = Unicode("", help="JSON-lines file the judge's records are appended to").tag(config=True)
 
     def _source_nb(self, resources):

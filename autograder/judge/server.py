@@ -50,7 +50,8 @@ class CellRecord:
     earned: float = 0.0
     status: str = "no_session"  # judged | no_session (check() never reached the judge) | incomplete
     lines: List[str] = field(default_factory=list)
-    results: List[Dict[str, Any]] = field(default_factory=list)  # per sub-check: name, weight, passed, message
+    # per sub-check: name, weight, passed, message
+    results: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -207,7 +208,8 @@ class Judge:
 
         planned = self._plan(spec.part, spec.hidden)
         table, cfg, data = planned
-        _send(stream, {"part": spec.part, "hidden": spec.hidden, "config": cfg, "given": given_of(table, data)})
+        _send(stream, {"part": spec.part, "hidden": spec.hidden, "config": cfg,
+                       "given": given_of(table, data)})
         conn.settimeout(None)  # the probes take what the cell's time-out allows (close_cell ends it)
         try:
             message = _read(stream)

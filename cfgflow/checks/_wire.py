@@ -114,7 +114,8 @@ def _tensor(x: dict, budget: _Budget) -> torch.Tensor:
     if budget.numel > LIMITS.numel:
         raise WireError(f"tensors of over {LIMITS.numel:,} entries in one message")
     if not isinstance(values, list) or len(values) != numel:
-        raise WireError(f"tensor of shape {shape} with {len(values) if isinstance(values, list) else '?'} values")
+        got = len(values) if isinstance(values, list) else "?"
+        raise WireError(f"tensor of shape {shape} with {got} values")
     if not all(isinstance(v, (int, float)) for v in values):
         raise WireError("tensor values must be numbers")
     try:
