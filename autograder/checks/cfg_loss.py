@@ -1,8 +1,8 @@
-"""cfg_loss, instructor side: the hidden checks (other sizes and seeds; the loss recomputed from
-what the recording path and model received) and the recording of the visible checks' data.
-
-The table, the test doubles, the property sub-checks and the messages are the student runtime's
-(:mod:`cfgflow.checks.cfg_loss`); only ``loss`` is computed here.
+"""cfg_loss, instructor side: the hidden sizes and the recorder (the judge's data z, y, path noise
+and model shift for the loss sub-check's deterministic doubles, the reference trainer's loss with
+them and the values of the known-wrong losses named in
+:data:`cfgflow.checks.cfg_loss.WRONG_LOSSES`). The table, the test doubles, probes, verdicts and
+messages are the student runtime's (:mod:`cfgflow.checks.cfg_loss`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from cfgflow.checks import cfg_loss as visible
-from cfgflow.checks._core import Fail, close
 
 CONFIG = {"seed": 10, "eta": 0.4, "null_label": 5, "classes": 5, "eps": 0.05, "b": 3000, "dim": 3}
 
@@ -31,41 +30,29 @@ def losses(um, target, xs, z0, field):
     }
 
 
-def _loss_value(ctx):
-    loss, log, call = visible._run(ctx, b=64)
-    z0, ts, xs = visible.check_inputs(loss, log, call)
-    tt = ts.reshape(-1, 1)
-    um = call[3]
-    values = losses(um, visible._field(xs, z0, tt), xs, z0, lambda a, b: visible._field(a, b, tt))
-    got = loss.reshape(())
-    if close(got, values["ok"].reshape(()), 1e-4):
-        return
-    for name, msg in visible.WRONG_LOSSES:
-        if close(got, values[name].reshape(()), 1e-4):
-            raise Fail(msg.format(d=um.shape[-1]))
-    raise Fail(visible.final_message(got, values["ok"]))
-
-
-PART = visible.PART.replaced(CONFIG, loss=_loss_value)
-
-
-def record():
-    """Recorded data z, y, path noise and model shift; the reference trainer's loss with the
-    deterministic doubles, and the values of the known-wrong losses."""
+def record(cfg, seed):
+    """Data z ~ N(y, 1) of ``LOSS_B`` samples in ``cfg["dim"]`` dims with labels y in
+    ``[0, cfg["classes"])``, path noise and model shift drawn with ``seed``; the reference
+    trainer's loss with the deterministic doubles, and the values of the known-wrong losses."""
     import cfgflow_ref
 
-    cfg, b = visible.CONFIG, visible.LOSS_B
-    g = torch.Generator().manual_seed(1000)
+    b = visible.LOSS_B
+    g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, cfg["classes"], (b,), generator=g)
     tensors = {"z": torch.randn(b, cfg["dim"], generator=g) + y[:, None].float(), "y": y.double(),
                "noise": torch.randn(b, cfg["dim"], generator=g),
                "shift": torch.randn(cfg["dim"], generator=g)}
-    data = {"config": cfg, "values": {}, "tensors": tensors}
-    loss, log, call = visible.fixed_run(cfgflow_ref.CFGTrainer, cfg, data)
-    z0, _, xs = visible.check_inputs(loss, log, call)
+    loss, log, call = visible.fixed_run(cfgflow_ref.CFGTrainer, cfg, tensors["z"].clone(), y.clone(),
+                                        tensors["noise"].clone(), tensors["shift"].clone())
+    obs = visible.inputs_obs(loss, log, call)
+    visible.check_inputs(obs)
+    z0, xs = obs["z"], obs["sample"]["x"]
     with torch.no_grad():
         values = {k: float(v) for k, v in losses(call[3].double(), (z0 - xs).double(), xs.double(),
                                                  z0.double(), lambda a, b: b - a).items()}
     if abs(float(loss.detach()) - values["ok"]) > 1e-5 * (1 + values["ok"]):
         raise RuntimeError("cfgflow_ref.CFGTrainer disagrees with the recorded loss")
-    return cfg, values, tensors
+    return values, tensors
+
+
+PART = visible.PART.replaced(CONFIG, record=record)

@@ -1,59 +1,25 @@
-"""mlp_field, instructor side: the hidden checks (other sizes and seeds; ``mlp(cat(blocks))``
-recomputed with the student's own modules for every block order) and the recording of the
-visible checks' data (the reference with canonical weights on fixed inputs).
-
-The table, the property sub-checks and the messages are the student runtime's
-(:mod:`cfgflow.checks.mlp_field`); only ``values`` is computed here.
+"""mlp_field, instructor side: the hidden sizes and the recorder (the judge's inputs and canonical
+weights for the values sub-check, and the reference's output with them, with and without t). The
+table, probes, verdicts and messages are the student runtime's (:mod:`cfgflow.checks.mlp_field`).
 """
 
 from __future__ import annotations
 
-import itertools
-
 import torch
-import torch.nn as nn
 
 from cfgflow.checks import mlp_field as visible
-from cfgflow.checks._core import Fail, close
 
 CONFIG = {"seed": 12, "dim": 3, "hidden_dim": 16, "class_dim": 5, "num_classes": 4, "b": 6}
 
 
-def _in_features(mlp):
-    for m in mlp.modules():
-        if isinstance(m, nn.Linear):
-            return m.in_features
-    return -1
-
-
-def _values(ctx):
-    model = visible._build(ctx)
-    x, t, y = visible._inputs(ctx)
-    out = model(x, t, y)
-    emb, mlp = visible._parts(model)
-    with torch.no_grad():
-        blocks = {"x": x, "emb(y)": emb(y), "t": t.reshape(-1, 1)}
-        for order in itertools.permutations(blocks):
-            h = torch.cat([blocks[k] for k in order], dim=-1)
-            if h.shape[-1] == _in_features(mlp) and close(out, mlp(h)):
-                return
-        if close(out, mlp(torch.cat([x, emb(y), torch.zeros_like(t).reshape(-1, 1)], -1))):
-            raise Fail(visible.NO_T)
-        if close(model(x, t, (y + 1) % ctx["num_classes"]), out, 1e-7):
-            raise Fail(visible.NO_Y)
-    raise Fail(visible.FINAL)
-
-
-PART = visible.PART.replaced(CONFIG, values=_values)
-
-
 @torch.no_grad()
-def record():
-    """Fixed inputs, canonical weights, and the reference's output with and without t."""
+def record(cfg, seed):
+    """Inputs x (b, dim), t (b,), labels y (b,), the canonical embedding table and Linear weights
+    (``N(0, 1 / fan_in)``, biases ``N(0, 0.3^2)``) drawn with ``seed`` for ``cfg``'s sizes; the
+    reference's output with them (``ok``) and with t = 0 (``no_t``)."""
     import cfgflow_ref
 
-    cfg = visible.CONFIG
-    g = torch.Generator().manual_seed(1002)
+    g = torch.Generator().manual_seed(seed)
     b = cfg["b"]
     ref = cfgflow_ref.MLPConditionalVectorField(cfg["dim"], cfg["hidden_dim"], cfg["class_dim"],
                                                 cfg["num_classes"]).eval()
@@ -63,6 +29,9 @@ def record():
     tensors["emb"] = torch.randn(emb.weight.shape, generator=g)
     emb.weight.copy_(tensors["emb"])
     lins = visible.linears(mlp)
+    if len(lins) != visible.LAYERS:
+        raise RuntimeError(f"cfgflow_ref's MLP has {len(lins)} Linear layers, the checks give "
+                           f"{visible.LAYERS}")
     for i, m in enumerate(lins):
         tensors[f"w{i}"] = torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5
         tensors[f"b{i}"] = 0.3 * torch.randn(m.bias.shape, generator=g)
@@ -71,4 +40,7 @@ def record():
     x, t, y = tensors["x"], tensors["t"], tensors["y"].long()
     tensors["ok"] = ref(x, t, y)
     tensors["no_t"] = ref(x, torch.zeros_like(t), y)
-    return cfg, {"layers": len(lins)}, tensors
+    return {"layers": len(lins)}, tensors
+
+
+PART = visible.PART.replaced(CONFIG, record=record)

@@ -3,11 +3,13 @@
 
 The loss is random, so nothing here depends on the order random numbers are drawn: the path's
 ``p_data``, ``sample_conditional_path``, ``conditional_vector_field`` and the model are test
-doubles that record what they receive. For the loss value they are deterministic whatever the
-labels and times drawn (recorded data ``z``, a path whose ``x`` and target depend on ``z`` only,
-a model that depends on ``x`` only), so the correct loss and the values of the known-wrong
-reductions are numbers recorded with the reference (``data/cfg_loss.json``). Statistics of the
-recorded labels and times over a large batch catch the masking and time-sampling mistakes.
+doubles that record what they receive, and the probes report what was recorded. For the loss
+value the doubles are deterministic whatever the labels and times drawn (given data ``z``, a path
+whose ``x`` and target depend on ``z`` and the given noise only, a model that depends on ``x``
+only), so the correct loss and the values of the known-wrong reductions are numbers the reference
+gave with the same doubles (recorded: ``data/cfg_loss.json``; graded: computed by the judge). The
+verdicts judge statistics of the labels and times the doubles received over a large batch (the
+masking and time-sampling mistakes) and whether the loss stayed on the data's device.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import _data
-from ._core import Fail, Part, SubCheck, close, max_err
+from ._core import Fail, Part, SubCheck, as_obs, close, max_err, shape_of
 
 CONFIG = {"seed": 0, "eta": 0.3, "null_label": 7, "classes": 4, "eps": 0.05, "b": 3000, "dim": 2}
 LOSS_B = 64  # batch size of the loss sub-check
+GIVEN = ("z", "y", "noise", "shift")  # the loss sub-check's data (LOSS_B, dim), labels (LOSS_B,), path
+# noise (LOSS_B, dim) and model shift (dim,)
 
 # known-wrong losses: the recorded value's name and the message ({d}: the data dimension)
 WRONG_LOSSES = [
@@ -163,12 +166,13 @@ def _loss_and_calls(trainer, path, b):
     return loss, path.log, trainer.model.calls[-1]
 
 
-def fixed_run(cls, cfg, data):
-    """``get_train_loss(LOSS_B)`` of ``cls`` with the deterministic doubles: ``(loss, log, last
-    model call)``."""
-    path = _FixedPath(_data.tensor(data, "z"), _data.tensor(data, "y").long(), _data.tensor(data, "noise"))
+def fixed_run(cls, cfg, z, y, noise, shift):
+    """``get_train_loss(LOSS_B)`` of ``cls`` (built with ``cfg``'s eta, null_label, eps) with the
+    deterministic doubles of data ``z: (LOSS_B, dim)``, labels ``y: (LOSS_B,)``, path noise
+    ``noise: (LOSS_B, dim)`` and model shift ``shift: (dim,)``: ``(loss, log, last model call)``."""
+    path = _FixedPath(z, y, noise)
     trainer = cls(path=path, eta=cfg["eta"], null_label=cfg["null_label"], eps=cfg["eps"])
-    trainer.model = _FixedModel(_data.tensor(data, "shift"))
+    trainer.model = _FixedModel(shift)
     return _loss_and_calls(trainer, path, LOSS_B)
 
 
@@ -180,57 +184,81 @@ def _run(ctx, b=None, device="cpu"):
     return _loss_and_calls(trainer, path, b)
 
 
-def _t_of(call):
-    return call[1].reshape(-1)
-
-
-def check_inputs(loss, log, call):
-    """What the loss was computed from: a scalar with a gradient, the model evaluated at the x
-    and t of the path. Returns ``(z, t, x)`` of the path's last sample."""
+def inputs_obs(loss, log, call):
+    """What the loss was computed from, as an observation: the loss (a tensor, or its type name)
+    and whether it has a gradient, the data's z, the path's last sample (z, t, x; None when the
+    path was never sampled) and the x and t the model was last called with."""
     xm, tm, _, _ = call
+    try:
+        shape = [int(s) for s in getattr(loss, "shape", ())]
+    except (TypeError, ValueError):
+        shape = []
+    sample = None
+    if log["sample"]:
+        zs, ts, xs = log["sample"][-1]
+        sample = {"z": as_obs(zs), "t": as_obs(ts), "x": as_obs(xs)}
+    return {"loss": as_obs(loss), "loss_shape": shape,
+            "requires_grad": bool(isinstance(loss, torch.Tensor) and loss.requires_grad),
+            "z": log["data"][-1][0], "sample": sample, "model_x": as_obs(xm), "model_t": as_obs(tm)}
+
+
+def check_inputs(obs):
+    """Fail unless the loss is a scalar with a gradient and the model was evaluated at the x and t
+    of the path (``obs``: :func:`inputs_obs`)."""
+    loss = obs["loss"]
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise Fail(f"get_train_loss must return a scalar tensor, got {type(loss).__name__} "
-                   f"{tuple(getattr(loss, 'shape', ()))}")
-    if not loss.requires_grad:
+        kind = "Tensor" if isinstance(loss, torch.Tensor) else loss
+        raise Fail(f"get_train_loss must return a scalar tensor, got {kind} {tuple(obs['loss_shape'])}")
+    if not obs["requires_grad"]:
         raise Fail("the loss has no gradient: return the tensor (no .item(), no torch.no_grad())")
-    z0, _ = log["data"][-1]
-    if not log["sample"]:
+    z0, sample, xm, tm = obs["z"], obs["sample"], obs["model_x"], obs["model_t"]
+    if sample is None:
         raise Fail("x was not sampled from the path: x = self.path.sample_conditional_path(z, t)")
-    zs, ts, xs = log["sample"][-1]
-    if zs is not z0 and max_err(zs, z0) > 0:
+    zs, ts, xs = sample["z"], sample["t"], sample["x"]
+    if max_err(zs, z0) > 0:
         raise Fail("sample_conditional_path got something else than the z from p_data")
-    if xm is z0 or (xm.shape == z0.shape and max_err(xm, z0) == 0):
+    if isinstance(xm, torch.Tensor) and xm.shape == z0.shape and max_err(xm, z0) == 0:
         raise Fail("the model sees z: pass the noisy sample x ~ p_t(x | z) to the model")
     if max_err(xm, xs) > 0:
         raise Fail("the model input is not the sample x returned by sample_conditional_path")
-    if max_err(tm.reshape(-1), ts.reshape(-1)) > 0:
+    if not isinstance(tm, torch.Tensor) or max_err(tm.reshape(-1), ts.reshape(-1)) > 0:
         raise Fail("the model gets another t than the path")
-    return z0, ts, xs
 
 
-def _loss_value(ctx):
-    data = _data.load("cfg_loss", ctx.cfg)
-    loss, log, call = fixed_run(ctx.cls, ctx.cfg, data)
-    check_inputs(loss, log, call)
-    got, values = loss.reshape(()), data["values"]
-    if close(got, torch.tensor(values["ok"], dtype=torch.float64), 1e-4):
+def _probe_loss(ctx):
+    """The trainer's loss with the deterministic doubles built from the given z, y, noise, shift,
+    and what it was computed from."""
+    loss, log, call = fixed_run(ctx.cls, ctx, ctx.tensor("z"), ctx.tensor("y").long(), ctx.tensor("noise"),
+                                ctx.tensor("shift"))
+    return inputs_obs(loss, log, call)
+
+
+def _verdict_loss(obs, exp):
+    check_inputs(obs)
+    got = obs["loss"].reshape(())
+    if close(got, torch.tensor(exp.value("ok"), dtype=torch.float64), 1e-4):
         return
     for name, msg in WRONG_LOSSES:
-        if close(got, torch.tensor(values[name], dtype=torch.float64), 1e-4):
-            raise Fail(msg.format(d=ctx["dim"]))
-    raise Fail(final_message(got, values["ok"]))
+        if close(got, torch.tensor(exp.value(name), dtype=torch.float64), 1e-4):
+            raise Fail(msg.format(d=exp["dim"]))
+    raise Fail(final_message(got, exp.value("ok")))
 
 
 def final_message(got, want) -> str:
     return f"loss {float(got):.6g} differs from mean((model(x, t, y) - u_t(x | z))^2) = {float(want):.6g}"
 
 
-def _labels(ctx):
+def _probe_labels(ctx):
+    """The labels the data gave and the labels the model received, on a large batch."""
     _, log, (_, _, ym, _) = _run(ctx)
-    _, y0 = log["data"][-1]
-    null, eta = ctx["null_label"], ctx["eta"]
-    if ym.shape != y0.shape:
-        raise Fail(f"labels passed to the model have shape {tuple(ym.shape)}, expected {tuple(y0.shape)}")
+    return {"model_y": as_obs(ym), "data_y": log["data"][-1][1]}
+
+
+def _verdict_labels(obs, exp):
+    ym, y0 = obs["model_y"], obs["data_y"]
+    null, eta = exp["null_label"], exp["eta"]
+    if not isinstance(ym, torch.Tensor) or ym.shape != y0.shape:
+        raise Fail(f"labels passed to the model have shape {shape_of(ym)}, expected {tuple(y0.shape)}")
     changed = ym != y0
     if changed.any() and not (ym[changed] == null).all():
         bad = sorted(set(ym[changed].tolist()) - {null})
@@ -248,20 +276,20 @@ def _labels(ctx):
                "sample)")
 
 
-def _recorded_times(ctx):
+def _probe_times(ctx):
     """The times the path received, from one run on a large batch (shared by times and eps)."""
     if "times" not in ctx.cache:
         _, log, _ = _run(ctx)
         if not log["sample"]:
             raise Fail("x was not sampled from the path")
         ctx.cache["times"] = log["sample"][-1][1]
-    return ctx.cache["times"]
+    return {"t": ctx.cache["times"]}
 
 
-def _times(ctx):
+def _verdict_times(obs, exp):
     """t of shape (b,), uniform and independent per sample on an interval inside [0, 1]. Where the
     interval ends (below 1 - eps) is the eps sub-check's: U[0, 1) or U[eps, 1) costs only that."""
-    t, b = _recorded_times(ctx), ctx["b"]
+    t, b = obs["t"], exp["b"]
     if tuple(t.shape) != (b,):
         raise Fail(f"t has shape {tuple(t.shape)}, expected (b,) = ({b},): draw torch.rand(batch_size)")
     t = t.double()
@@ -277,27 +305,34 @@ def _times(ctx):
         raise Fail("t is not drawn independently per sample")
 
 
-def _eps(ctx):
+def _verdict_eps(obs, exp):
     """t stays below 1 - eps (a convention of the notebook's: the target divides by beta_t = 0 at
     t = 1). Times outside [0, 1] are the times sub-check's mistake, not charged again here."""
-    t, eps = _recorded_times(ctx).double().reshape(-1), ctx["eps"]
+    t, eps = obs["t"].double().reshape(-1), exp["eps"]
     hi = float(t.max()) if t.numel() else 0.0
     if 1 - eps + 1e-6 < hi <= 1 + 1e-6 and float(t.min()) >= 0:
         raise Fail(f"t goes up to {hi:.3f}, above 1 - eps = {1 - eps:g} (eps not applied?): draw "
                    "t ~ U[0, 1 - eps), e.g. (1 - self.eps) * torch.rand(batch_size)")
 
 
-def _device(ctx):
+def _probe_device(ctx):
+    """A run on the meta device: whether it raised a RuntimeError that names a device (any other
+    error is the student's exception, reported as such), else the device type of the loss."""
     try:
         loss, _, _ = _run(ctx, b=16, device="meta")
-    except Fail:
-        raise
     except RuntimeError as e:
         if "device" in str(e).lower():
-            raise Fail("a tensor was created on the CPU while the data lives on another device (GPU): "
-                       "create the mask / t on the labels' device (device=y.device)") from e
+            return {"raised": type(e).__name__, "mentions_device": True, "loss_device": None}
         raise
-    if not isinstance(loss, torch.Tensor) or loss.device.type != "meta":
+    device = loss.device.type if isinstance(loss, torch.Tensor) else None
+    return {"raised": None, "mentions_device": False, "loss_device": device}
+
+
+def _verdict_device(obs, exp):
+    if obs["raised"] is not None and obs["mentions_device"]:
+        raise Fail("a tensor was created on the CPU while the data lives on another device (GPU): "
+                   "create the mask / t on the labels' device (device=y.device)")
+    if obs["loss_device"] != "meta":
         raise Fail("the loss did not stay on the data's device: create every tensor with device=y.device")
 
 
@@ -305,12 +340,13 @@ PART = Part(
     "cfg_loss",
     [
         SubCheck("loss", "loss = mean((model(x, t, y) - u_t(x | z))^2) from the sampled x, z, t", 2,
-                 _loss_value),
+                 _probe_loss, _verdict_loss),
         SubCheck("labels", "labels replaced by null_label with probability eta, others unchanged", 1,
-                 _labels),
-        SubCheck("times", "t of shape (b,), uniform and independent per sample", 1, _times),
-        SubCheck("eps", "t below 1 - eps", 0.25, _eps),
-        SubCheck("device", "mask and t created on the data's device", 0.5, _device),
+                 _probe_labels, _verdict_labels),
+        SubCheck("times", "t of shape (b,), uniform and independent per sample", 1, _probe_times,
+                 _verdict_times),
+        SubCheck("eps", "t below 1 - eps", 0.25, _probe_times, _verdict_eps),
+        SubCheck("device", "mask and t created on the data's device", 0.5, _probe_device, _verdict_device),
     ],
     CONFIG,
     {"not on the expected device": "create the mask / t on the labels' device (device=y.device)",
@@ -321,4 +357,5 @@ PART = Part(
         "mask or t on the CPU leaves the math alone but stops training on a GPU (0.5). The eps only keeps "
         "t off 1, where the target divides by beta_t = 0; U[0, 1) changes the loss very little (0.25)."
     ),
+    given=GIVEN,
 )

@@ -2,9 +2,10 @@
 ``x: (b, dim)``, ``t: (b,)`` or ``(b, 1, 1, 1)``, ``y: (b,)`` -> ``(b, dim)``.
 
 The student's forward must equal ``mlp(cat(blocks))`` for some order of the three blocks
-``[x, embedding(y), t]``: the recorded canonical weights are written into the student's own
-embedding and MLP (the first layer's columns arranged for each block order in turn) and the
-student's forward on recorded inputs is compared with the reference's recorded output.
+``[x, embedding(y), t]``: the given canonical weights are written into the student's own
+embedding and MLP (the first layer's columns arranged for each block order in turn), the probe
+reports the student's forward on the given inputs for every order, and the verdict compares them
+with the reference's output (recorded: ``data/mlp_field.json``; graded: computed by the judge).
 """
 
 from __future__ import annotations
@@ -14,10 +15,24 @@ import itertools
 import torch
 import torch.nn as nn
 
-from . import _data
-from ._core import BATCH1_HINT, Fail, Part, SubCheck, at_batch1, close, expect_shape, shape_of, with_t4
+from ._core import (
+    BATCH1_HINT,
+    Fail,
+    Part,
+    SubCheck,
+    as_obs,
+    at_batch1,
+    close,
+    expect_shape,
+    shape_of,
+    with_t4,
+)
 
 CONFIG = {"seed": 2, "dim": 2, "hidden_dim": 8, "class_dim": 3, "num_classes": 3, "b": 4}
+LAYERS = 3  # Linear layers of the notebook's MLP([dim + class_dim + 1, hidden_dim, hidden_dim, dim])
+GIVEN = ("x", "t", "y", "emb", "layers") + tuple(f"{k}{i}" for i in range(LAYERS) for k in ("w", "b"))
+# the inputs x (b, dim), t (b,), y (b,); the canonical embedding table (num_classes + 1, class_dim),
+# the number of Linear layers and their weights w{i} (out, in) and biases b{i} (out,)
 NO_T = "the output does not depend on t: concatenate t (as a (b, 1) column)"
 NO_Y = "the output does not depend on the label y: concatenate the embedding of y"
 FINAL = "values differ from mlp(cat([x, embedding(y), t])) computed with your modules"
@@ -48,15 +63,24 @@ def _parts(model):
     return emb, children[0]
 
 
-def _shape(ctx):
+def _probe_shape(ctx):
     model = _build(ctx)
     x, t, y = _inputs(ctx)
-    expect_shape(model(x, t, y), (ctx["b"], ctx["dim"]), hint="u_t(x|y) has the shape of x: (b, dim)")
+    return {"out": as_obs(model(x, t, y))}
 
 
-def block_widths(ctx):
-    """The widths of the blocks ``x``, ``emb(y)``, ``t`` of the MLP's input."""
-    return {"x": ctx["dim"], "emb(y)": ctx["class_dim"], "t": 1}
+def _verdict_shape(obs, exp):
+    expect_shape(obs["out"], (exp["b"], exp["dim"]), hint="u_t(x|y) has the shape of x: (b, dim)")
+
+
+def block_widths(cfg):
+    """The widths of the blocks ``x``, ``emb(y)``, ``t`` of the MLP's input (``cfg``: a config or a
+    context)."""
+    return {"x": cfg["dim"], "emb(y)": cfg["class_dim"], "t": 1}
+
+
+ORDERS = list(itertools.permutations(block_widths(CONFIG)))
+"""The block orders of the first layer's input, the notebook's ``(x, emb(y), t)`` first."""
 
 
 def linears(mlp):
@@ -64,85 +88,116 @@ def linears(mlp):
 
 
 @torch.no_grad()
-def _values(ctx):
+def _probe_values(ctx):
+    """The student's layer shapes; when the given weights fit them, the forward on the given
+    inputs with the given weights, the first layer's columns arranged for each block order of
+    :data:`ORDERS` in turn (``outs``), and with the notebook's order on labels ``y + 1``
+    (``shifted``)."""
     model = _build(ctx)
-    data = _data.load("mlp_field", ctx.cfg)
-    x, t = _data.tensor(data, "x"), _data.tensor(data, "t")
-    y = _data.tensor(data, "y").long()
+    x, t, y = ctx.tensor("x"), ctx.tensor("t"), ctx.tensor("y").long()
     model(x, t, y)
     emb, mlp = _parts(model)
     lins = linears(mlp)
-    weights = [_data.tensor(data, f"w{i}") for i in range(int(data["values"]["layers"]))]
-    if [tuple(m.weight.shape) for m in lins] != [tuple(w.shape) for w in weights]:
-        raise Fail("the MLP's Linear layers are not the notebook's MLP([dim + class_dim + 1, hidden_dim, "
-                   "hidden_dim, dim]): keep the given constructor")
-    table = _data.tensor(data, "emb")
+    obs = {"linears": [list(m.weight.shape) for m in lins], "emb": list(emb.weight.shape), "outs": None,
+           "shifted": None}
+    weights = [ctx.tensor(f"w{i}") for i in range(int(ctx.value("layers")))]
+    table = ctx.tensor("emb")
     rows = min(emb.weight.shape[0], table.shape[0])
-    if emb.weight.shape[1] != table.shape[1] or rows < ctx["num_classes"]:
-        raise Fail(FINAL)
+    if [tuple(m.weight.shape) for m in lins] != [tuple(w.shape) for w in weights] or \
+            emb.weight.shape[1] != table.shape[1] or rows < ctx["num_classes"]:
+        return obs  # the verdict names what does not fit
     emb.weight[:rows] = table[:rows]
     for i, m in enumerate(lins):
         m.weight.copy_(weights[i])
         if m.bias is not None:
-            m.bias.copy_(_data.tensor(data, f"b{i}"))
+            m.bias.copy_(ctx.tensor(f"b{i}"))
     # the first layer's columns, block by block, in the notebook's order [x, emb(y), t]
     widths, start, cols = block_widths(ctx), 0, {}
     for k, n in widths.items():
         cols[k] = weights[0][:, start:start + n]
         start += n
-    ok = _data.tensor(data, "ok", torch.float64)
-    for order in itertools.permutations(widths):
+    outs = []
+    for order in ORDERS:
         lins[0].weight.copy_(torch.cat([cols[k] for k in order], dim=1))
-        if close(model(x, t, y), ok):
-            return
+        outs.append(as_obs(model(x, t, y)))
     lins[0].weight.copy_(weights[0])
-    out = model(x, t, y)
-    if close(out, _data.tensor(data, "no_t", torch.float64)):
+    obs["outs"] = outs
+    obs["shifted"] = as_obs(model(x, t, (y + 1) % ctx["num_classes"]))
+    return obs
+
+
+def _verdict_values(obs, exp):
+    shapes = [list(exp.tensor(f"w{i}").shape) for i in range(int(exp.value("layers")))]
+    if obs["linears"] != shapes:
+        raise Fail("the MLP's Linear layers are not the notebook's MLP([dim + class_dim + 1, hidden_dim, "
+                   "hidden_dim, dim]): keep the given constructor")
+    if obs["outs"] is None:  # an embedding table that does not fit the canonical one
+        raise Fail(FINAL)
+    ok = exp.tensor("ok")
+    if any(close(out, ok) for out in obs["outs"]):
+        return
+    out = obs["outs"][0]  # the weights as given: the notebook's order
+    if close(out, exp.tensor("no_t")):
         raise Fail(NO_T)
-    if close(model(x, t, (y + 1) % ctx["num_classes"]), out, 1e-7):
+    if close(obs["shifted"], out, 1e-7):
         raise Fail(NO_Y)
     raise Fail(FINAL)
 
 
-def _t_shapes(ctx):
+def _probe_t_shapes(ctx):
     model = _build(ctx)
     x, t, y = _inputs(ctx)
     a = model(x, t, y)
-    c = with_t4(model, x, t.reshape(-1, 1, 1, 1), y)
-    if not close(c, a, 1e-6):
+    return {"b_": as_obs(a), "b111": as_obs(with_t4(model, x, t.reshape(-1, 1, 1, 1), y))}
+
+
+def _verdict_t_shapes(obs, exp):
+    c = obs["b111"]
+    if not close(c, obs["b_"], 1e-6):
         raise Fail(f"t of shape (b, 1, 1, 1) gives {shape_of(c)} or other values: reshape t to (b, 1) "
                    "with t.reshape(-1, 1) whatever shape it comes in")
 
 
-def _batch1(ctx):
+def _probe_batch1(ctx):
     """Batch size 1 with t of shape (1,) (the (b, 1, 1, 1) shape is t_shapes')."""
     model = _build(ctx)
     x, t, y = _inputs(ctx, 1)
-    out = at_batch1(model, x, t, y)
-    expect_shape(out, (1, ctx["dim"]), "output at batch size 1 (t of shape (1,))", BATCH1_HINT)
+    return {"out": as_obs(at_batch1(model, x, t, y))}
 
 
-def _null(ctx):
+def _verdict_batch1(obs, exp):
+    expect_shape(obs["out"], (1, exp["dim"]), "output at batch size 1 (t of shape (1,))", BATCH1_HINT)
+
+
+def _probe_null(ctx):
+    """The output on labels that are all the null label ``num_classes``, or the text of the
+    IndexError it raised."""
     model = _build(ctx)
     x, t, _ = _inputs(ctx)
     y = torch.full((ctx["b"],), ctx["num_classes"], dtype=torch.long)
     try:
-        out = model(x, t, y)
+        return {"out": as_obs(model(x, t, y)), "index_error": None}
     except IndexError as e:
-        raise Fail(f"null label {ctx['num_classes']} fails ({e}): the embedding needs num_classes + 1 "
-                   "rows") from e
-    expect_shape(out, (ctx["b"], ctx["dim"]))
+        return {"out": None, "index_error": str(e)}
+
+
+def _verdict_null(obs, exp):
+    if obs["index_error"] is not None:
+        raise Fail(f"null label {exp['num_classes']} fails ({obs['index_error']}): the embedding needs "
+                   "num_classes + 1 rows")
+    expect_shape(obs["out"], (exp["b"], exp["dim"]))
 
 
 PART = Part(
     "mlp_field",
     [
-        SubCheck("shape", "output shape (b, dim)", 1, _shape),
+        SubCheck("shape", "output shape (b, dim)", 1, _probe_shape, _verdict_shape),
         SubCheck("values", "equals mlp(cat of x, embedding(y), t) with your modules (any block order)", 2,
-                 _values),
-        SubCheck("t_shapes", "t of shape (b, 1, 1, 1) gives the same result as (b,)", 0.5, _t_shapes),
-        SubCheck("batch1", "works at batch size 1", 0.5, _batch1),
-        SubCheck("null", "null label (num_classes) accepted", 1, _null),
+                 _probe_values, _verdict_values),
+        SubCheck("t_shapes", "t of shape (b, 1, 1, 1) gives the same result as (b,)", 0.5, _probe_t_shapes,
+                 _verdict_t_shapes),
+        SubCheck("batch1", "works at batch size 1", 0.5, _probe_batch1, _verdict_batch1),
+        SubCheck("null", "null label (num_classes) accepted", 1, _probe_null, _verdict_null),
     ],
     CONFIG,
     {"index out of range": "the null label num_classes needs num_classes + 1 embedding rows",
@@ -153,4 +208,5 @@ PART = Part(
         "label's row (1) is what guidance needs. Accepting t of shape (b, 1, 1, 1) and batch size 1 are "
         "conventions the docstring pins that leave the math alone (0.5 each)."
     ),
+    given=GIVEN,
 )
