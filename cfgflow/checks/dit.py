@@ -84,6 +84,8 @@ def _failed(verdict, obs, ctx) -> bool:
         return True
     except LookupError:
         return False
+    except Exception:  # noqa: BLE001 - a report the verdict cannot read: stop, the judge says it is malformed
+        return True
     return False
 
 
