@@ -752,8 +752,8 @@ def _probe_minplace(ctx):
 
 
 def _verdict_minplace(obs, exp):
-    for name, changed in zip("xty", obs["changed"]):
-        if changed > 0:
+    for i, name in enumerate("xty"):
+        if obs["changed"][i] > 0:
             raise Fail(f"the input {name} was modified in place: work on new tensors")
 
 
