@@ -14,7 +14,12 @@ dit_layer, with ``x: (b, n, d)``, ``c: (b, d)``:
 
 dit: the student's layers are replaced by recording test doubles, so ``sequence`` sees what
 each layer received and returned (no layer is computed here). mnist_dit: the parameter count is
-compared with the reference's, recorded in ``data/mnist_dit.json``.
+compared with the reference's (an expectation: recorded in ``data/mnist_dit.json``, the judge's
+own recording when graded).
+
+Every sub-check is a probe (runs the student's code, reports outputs, recorded layer calls,
+counts) and a pure verdict on that report; dit_layer and dit need no recording (their verdicts
+compare the student's outputs with each other), mnist_dit's probes get no given inputs.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import _data
 from ._core import (
     BATCH1_HINT,
+    Expect,
     Fail,
     Part,
     SubCheck,
+    as_obs,
     at_batch1,
     close,
     expect_shape,
@@ -66,18 +72,45 @@ def _cond_units(layer, dim):
     return units
 
 
-def _lshape(ctx):
+def _failed(verdict, obs, ctx) -> bool:
+    """Whether ``verdict`` already fails on what the probe observed so far: a probe stops there and
+    runs no more of the student's code (the mistake found first is the one reported, and a later
+    call cannot raise over it). A verdict reads its observation's keys in the order the probe
+    fills them in, so a key or list entry not observed yet (``LookupError``) means every test so far
+    passed."""
+    try:
+        verdict(obs, Expect(ctx.cfg))
+    except Fail:
+        return True
+    except LookupError:
+        return False
+    except Exception:  # noqa: BLE001 - a report the verdict cannot read: stop, the judge says it is malformed
+        return True
+    return False
+
+
+def _probe_lshape(ctx):
     layer, b, n, d = _lbuild(ctx), ctx["b"], ctx["n"], ctx["dim"]
-    expect_shape(layer(torch.randn(b, n, d), torch.randn(b, d)), (b, n, d))
+    return {"out": as_obs(layer(torch.randn(b, n, d), torch.randn(b, d)))}
+
+
+def _verdict_lshape(obs, exp):
+    expect_shape(obs["out"], (exp["b"], exp["n"], exp["dim"]))
 
 
 @torch.no_grad()
-def _identity(ctx):
+def _probe_identity(ctx):
+    """The freshly built layer's output on x: (b, n, d) and whether its conditioning output layer
+    is zero-initialised."""
     layer, b, n, d = _lbuild(ctx), ctx["b"], ctx["n"], ctx["dim"]
     x = torch.randn(b, n, d)
     out = layer(x, torch.randn(b, d))
-    expect_shape(out, (b, n, d))
-    if close(out, x, 1e-6) or _cond_units_zero(layer, d):
+    return {"x": x, "out": as_obs(out), "cond_zero": _cond_units_zero(layer, d)}
+
+
+def _verdict_identity(obs, exp):
+    expect_shape(obs["out"], (exp["b"], exp["n"], exp["dim"]))
+    if close(obs["out"], obs["x"], 1e-6) or obs["cond_zero"]:
         return  # zero conditioning output but not the identity: the gates' mistake, charged there
     raise Fail("not the identity at initialisation: zero-initialise the last Linear of the conditioning "
                "network (adaLN-Zero: nn.init.zeros_ on its weight and bias)")
@@ -120,9 +153,10 @@ SCALE_ONLY = ("with shift = scale = 0 the branch ignores x: modulation is x * sc
 
 
 @torch.no_grad()
-def _gate_probe(ctx):
-    """``(gates, blocks, effect, problem)``: the modulation blocks that act as gates, all blocks,
-    each block's effect on the output with the others zero, and the gates' mistake (or None).
+def _gate_data(ctx):
+    """The re-randomised layer's output with every modulation block zero (``base``) and each
+    block's effect on it with that block one and the others zero (``effects``, in the order of
+    :meth:`_Override.blocks`), on ``x: (n, n, d)``; shared by the gates and modulation probes.
 
     Tokens and samples are equally many (b == n) and the hooks write the same block values for
     every sample, so a wrong broadcast of the conditioning (the broadcast sub-check's) changes
@@ -140,29 +174,38 @@ def _gate_probe(ctx):
         x, c = torch.randn(n, n, d), torch.randn(n, d)
         hooks.values = {}
         base = layer(x, c)
-        effect = {}
+        effects = []
         for blk in hooks.blocks():
             hooks.values = {blk: 1.0}
-            effect[blk] = layer(x, c) - base
+            effects.append(layer(x, c) - base)
     finally:
         hooks.remove()
-    problem, gates = None, []
-    if not close(base, x, 1e-6):
-        problem = GATES_UNUSED
-    else:
-        gates = [blk for blk, e in effect.items() if float(e.abs().max()) > 1e-6]
-        if len(gates) != 2:
-            problem = (f"{len(gates)} of the {len(effect)} modulation blocks act as gates, expected 2 "
-                       "(alpha1, alpha2): with gate = 0 a branch must contribute nothing")
-        elif any(float((effect[g] - effect[g][:, :1]).abs().max()) < 1e-5 * (1 + float(effect[g].abs().max()))
-                 for g in gates):
-            problem = SCALE_ONLY
-    ctx.cache["gates"] = (gates, list(effect), effect, problem)
+    ctx.cache["gates"] = {"x": x, "base": as_obs(base), "effects": effects}
     return ctx.cache["gates"]
 
 
-def _gates(ctx):
-    problem = _gate_probe(ctx)[3]
+def _gate_problem(data):
+    """``(gates, problem)`` from :func:`_gate_data`'s observation: the indices of the blocks that
+    act as gates and the gates' mistake (or None)."""
+    x, base, effects = data["x"], data["base"], data["effects"]
+    if not close(base, x, 1e-6):
+        return [], GATES_UNUSED
+    gates = [i for i, e in enumerate(effects) if float(e.abs().max()) > 1e-6]
+    if len(gates) != 2:
+        return gates, (f"{len(gates)} of the {len(effects)} modulation blocks act as gates, expected 2 "
+                       "(alpha1, alpha2): with gate = 0 a branch must contribute nothing")
+    if any(float((effects[g] - effects[g][:, :1]).abs().max()) < 1e-5 * (1 + float(effects[g].abs().max()))
+           for g in gates):
+        return gates, SCALE_ONLY
+    return gates, None
+
+
+def _probe_gates(ctx):
+    return _gate_data(ctx)
+
+
+def _verdict_gates(obs, exp):
+    problem = _gate_problem(obs)[1]
     if problem:
         raise Fail(problem)
 
@@ -171,15 +214,22 @@ UNUSED_BLOCK = ("a shift/scale block of the conditioning output is unused: modul
                 "of both branches, x * (1 + scale) + shift")
 
 
+def _unused(moved, opened) -> bool:
+    """A block whose value does not move the output with the gates open."""
+    return max_err(moved, opened) < 1e-6
+
+
 @torch.no_grad()
-def _modulation(ctx):
-    """Every shift/scale block changes the output once the gates are open (gates unused: the four
-    blocks that change it are taken for shift and scale; the gates are the gates sub-check's)."""
-    gates, blocks, effect, problem = _gate_probe(ctx)
-    if problem == GATES_UNUSED:  # branches always open: 4 of the 6 blocks must act
-        if sum(float(e.abs().max()) > 1e-6 for e in effect.values()) < len(blocks) - 2:
-            raise Fail(UNUSED_BLOCK)
-        return
+def _probe_modulation(ctx):
+    """The gates probe's observation, and with the gates open (one) on a fresh ``x: (n, n, d)``:
+    the output (``opened``) and the output with each other block at 0.7 as well (``moved``, up to
+    the first block that changes nothing). Gates unused: nothing more (the branches are always
+    open; the verdict counts the blocks that act)."""
+    data = _gate_data(ctx)
+    gates, problem = _gate_problem(data)
+    obs = dict(data)
+    if problem == GATES_UNUSED:
+        return obs
     d, n = ctx["dim"], ctx["n"]
     layer = _lbuild(ctx)
     units = _cond_units(layer, d)
@@ -187,62 +237,108 @@ def _modulation(ctx):
     hooks = _Override(units, d)
     try:
         x, c = torch.randn(n, n, d), torch.randn(n, d)
-        opened = {g: 1.0 for g in gates}
+        blocks = hooks.blocks()
+        opened = {blocks[g]: 1.0 for g in gates}
         hooks.values = dict(opened)
-        base = layer(x, c)
-        for blk in blocks:
-            if blk in gates:
+        obs["opened"] = base = as_obs(layer(x, c))
+        obs["moved"] = []
+        for i, blk in enumerate(blocks):
+            if i in gates:
                 continue
             hooks.values = {**opened, blk: 0.7}
-            if max_err(layer(x, c), base) < 1e-6:
-                raise Fail(UNUSED_BLOCK)
+            obs["moved"].append(as_obs(layer(x, c)))
+            if _unused(obs["moved"][-1], base):
+                break
     finally:
         hooks.remove()
+    return obs
+
+
+def _verdict_modulation(obs, exp):
+    """Every shift/scale block changes the output once the gates are open (gates unused: the four
+    blocks that change it are taken for shift and scale; the gates are the gates sub-check's)."""
+    gates, problem = _gate_problem(obs)
+    effects = obs["effects"]
+    if problem == GATES_UNUSED:  # branches always open: 4 of the 6 blocks must act
+        if sum(float(e.abs().max()) > 1e-6 for e in effects) < len(effects) - 2:
+            raise Fail(UNUSED_BLOCK)
+        return
+    if len(obs["moved"]) != len(effects) - len(gates) or \
+            any(_unused(moved, obs["opened"]) for moved in obs["moved"]):
+        raise Fail(UNUSED_BLOCK)
 
 
 @torch.no_grad()
-def _broadcast(ctx):
+def _probe_broadcast(ctx):
+    """The re-randomised layer on ``x: (n, n, d)`` (b == n: a (b, d) tensor broadcast against
+    (b, n, d) without [:, None] does not raise): the output, the output with sample 0's
+    conditioning changed, the output on the tokens permuted."""
     d, n = ctx["dim"], ctx["n"]
     layer = _lbuild(ctx)
     rerandomize(layer, ctx["seed"])
-    b = n  # b == n: a (b, d) tensor broadcast against (b, n, d) without [:, None] does not raise
+    b = n
     x, c = torch.randn(b, n, d), torch.randn(b, d)
-    out = layer(x, c)
-    expect_shape(out, (b, n, d))
+    obs = {"out": as_obs(layer(x, c))}
+    if _failed(_verdict_broadcast, obs, ctx):
+        return obs
     c2 = c.clone()
     c2[0] = torch.randn(d)
-    out2 = layer(x, c2)
+    obs["other_c"] = as_obs(layer(x, c2))
+    if _failed(_verdict_broadcast, obs, ctx):
+        return obs
+    obs["permuted"] = as_obs(layer(x[:, _roll(n)], c))
+    return obs
+
+
+def _roll(n):
+    return torch.roll(torch.arange(n), 1)
+
+
+def _verdict_broadcast(obs, exp):
+    n, out = exp["n"], obs["out"]
+    expect_shape(out, (n, n, exp["dim"]))
+    out2 = obs["other_c"]
     if max_err(out2[1:], out[1:]) > 1e-5:
         raise Fail("changing the conditioning of sample 0 changes other samples: " + _BROADCAST_HINT)
     if max_err(out2[:1], out[:1]) < 1e-6:
         raise Fail("the output ignores the conditioning c")
-    perm = torch.roll(torch.arange(n), 1)
-    if not close(layer(x[:, perm], c), out[:, perm], 1e-4):
+    if not close(obs["permuted"], out[:, _roll(n)], 1e-4):
         raise Fail("permuting the tokens does not permute the output: the conditioning must be the same for "
                    "every token - " + _BROADCAST_HINT)
 
 
 @torch.no_grad()
-def _mixes(ctx):
+def _probe_mixes(ctx):
+    """Tokens 1.. of the re-randomised layer's output on ``x: (1, n, d)``, and on x with token 0
+    changed."""
     d, n = ctx["dim"], ctx["n"]
     layer = _lbuild(ctx)
     rerandomize(layer, ctx["seed"])
     x, c = torch.randn(1, n, d), torch.randn(1, d)
     x2 = x.clone()
     x2[0, 0] = torch.randn(d)
-    if max_err(layer(x2, c)[:, 1:], layer(x, c)[:, 1:]) < 1e-6:
+    changed = as_obs(layer(x2, c)[:, 1:])
+    return {"changed": changed, "rest": as_obs(layer(x, c)[:, 1:])}
+
+
+def _verdict_mixes(obs, exp):
+    if max_err(obs["changed"], obs["rest"]) < 1e-6:
         raise Fail("tokens do not interact: apply the attention branch to the (modulated) tokens")
 
 
 DIT_LAYER = Part(
     "dit_layer",
     [
-        SubCheck("shape", "output shape (b, n, d)", 1, _lshape),
-        SubCheck("identity", "identity at initialisation (adaLN-Zero)", 1, _identity),
-        SubCheck("gates", "two gates scale the branches; modulation x * (1 + scale) + shift", 1, _gates),
-        SubCheck("modulation", "shift and scale modulate both branches", 0.5, _modulation),
-        SubCheck("broadcast", "conditioning per sample, broadcast over tokens", 1, _broadcast),
-        SubCheck("mixes", "attention mixes tokens", 0.5, _mixes),
+        SubCheck("shape", "output shape (b, n, d)", 1, _probe_lshape, _verdict_lshape),
+        SubCheck("identity", "identity at initialisation (adaLN-Zero)", 1, _probe_identity,
+                 _verdict_identity),
+        SubCheck("gates", "two gates scale the branches; modulation x * (1 + scale) + shift", 1, _probe_gates,
+                 _verdict_gates),
+        SubCheck("modulation", "shift and scale modulate both branches", 0.5, _probe_modulation,
+                 _verdict_modulation),
+        SubCheck("broadcast", "conditioning per sample, broadcast over tokens", 1, _probe_broadcast,
+                 _verdict_broadcast),
+        SubCheck("mixes", "attention mixes tokens", 0.5, _probe_mixes, _verdict_mixes),
     ],
     LAYER_CONFIG,
     {"size of tensor": _BROADCAST_HINT},
@@ -264,9 +360,14 @@ def _tbuild(ctx):
     return ctx.new(ctx["depth"], ctx["n"], ctx["dim"], heads=ctx["heads"])
 
 
+NO_POS_FOUND = ("no positional encoding found: add a learned nn.Parameter of shape (n_tokens, dim) = "
+                "({n}, {d})")
+
+
 def _pos(model, n, d, learned=True):
     """The positional encoding: a parameter of shape (n, d) or (1, n, d); with ``learned=False``
-    also a buffer or plain tensor attribute (whether it is learned is the pos sub-check's)."""
+    also a buffer or plain tensor attribute (whether it is learned is the pos sub-check's). None
+    when there is none."""
     pool = list(model.parameters(recurse=False)) + list(model.parameters())
     if not learned:
         pool += list(model.buffers()) + [v for m in model.modules() for v in vars(m).values()
@@ -275,8 +376,7 @@ def _pos(model, n, d, learned=True):
         if p.dtype.is_floating_point and p.numel() == n * d and p.dim() in (2, 3) and \
                 tuple(p.shape[-2:]) == (n, d):
             return p
-    raise Fail(f"no positional encoding found: add a learned nn.Parameter of shape (n_tokens, dim) = "
-               f"({n}, {d})")
+    return None
 
 
 def _layers(model, depth):
@@ -290,36 +390,62 @@ def _layers(model, depth):
     raise Fail(f"no list of depth = {depth} layers found: build nn.ModuleList([... for _ in range(depth)])")
 
 
-def _tshape(ctx):
+def _probe_tshape(ctx):
     """b == n: a positional encoding broadcast over the wrong axis keeps the shape (it is the
     sequence sub-check's mistake)."""
     model, n, d = _tbuild(ctx), ctx["n"], ctx["dim"]
-    expect_shape(model(torch.randn(n, n, d), torch.randn(n, d)), (n, n, d))
+    return {"out": as_obs(model(torch.randn(n, n, d), torch.randn(n, d)))}
 
 
-def _tpos(ctx):
+def _verdict_tshape(obs, exp):
+    n = exp["n"]
+    expect_shape(obs["out"], (n, n, exp["dim"]))
+
+
+def _probe_tpos(ctx):
+    """The shape of the learned positional encoding (None: none found), after a forward (a stub's
+    forward must not earn this)."""
     model, b, n, d = _tbuild(ctx), ctx["b"], ctx["n"], ctx["dim"]
-    model(torch.randn(b, n, d), torch.randn(b, d))  # a stub's forward must not earn this
-    _pos(model, n, d)
+    model(torch.randn(b, n, d), torch.randn(b, d))
+    pos = _pos(model, n, d)
+    return {"pos": None if pos is None else list(pos.shape)}
 
 
-def _inplace(ctx):
+def _verdict_tpos(obs, exp):
+    if obs["pos"] is None:
+        raise Fail(NO_POS_FOUND.format(n=exp["n"], d=exp["dim"]))
+
+
+def _probe_inplace(ctx):
+    """The input after the forward and a copy made before; then whether a backward from an input
+    that requires grad reaches it (``grad``), or the in-place error it raised (``error``)."""
     model, b, n, d = _tbuild(ctx), ctx["b"], ctx["n"], ctx["dim"]
     x = torch.randn(b, n, d)
     keep = x.clone()
     model(x, torch.randn(b, d))
-    if max_err(x, keep) > 0:
-        raise Fail("the input tensor was modified in place (x += pos?): add the positional encoding out of "
-                   "place, x = x + pos")
+    obs = {"x": x, "before": keep}
+    if _failed(_verdict_inplace, obs, ctx):
+        return obs
     leaf = torch.randn(b, n, d, requires_grad=True)
+    obs["error"] = None
     try:
         model(leaf, torch.randn(b, d)).sum().backward()
     except RuntimeError as e:
-        if "in-place" in str(e) or "leaf" in str(e):
-            raise Fail("positional encoding added in place (x += pos) fails on an input that requires grad: "
-                       "use x = x + pos") from e
-        raise
-    if leaf.grad is None:
+        if "in-place" not in str(e) and "leaf" not in str(e):
+            raise
+        obs["error"] = str(e)[:300]
+    obs["grad"] = leaf.grad is not None
+    return obs
+
+
+def _verdict_inplace(obs, exp):
+    if max_err(obs["x"], obs["before"]) > 0:
+        raise Fail("the input tensor was modified in place (x += pos?): add the positional encoding out of "
+                   "place, x = x + pos")
+    if obs["error"] is not None:
+        raise Fail("positional encoding added in place (x += pos) fails on an input that requires grad: "
+                   "use x = x + pos")
+    if not obs["grad"]:
         raise Fail("no gradient reaches the input tokens")
 
 
@@ -328,19 +454,7 @@ NO_POS = "the positional encoding is not added to the tokens"
 POS_AXIS = ("positional encoding broadcast over the wrong axis: add pos[None] (shape (1, n, d)) so "
             "every sample gets the same encoding per token")
 NOT_SEQUENCE = "the output is not layers applied in sequence to x + pos (recomputed with your layers)"
-
-
-def sequence_setup(ctx):
-    """The student's model re-randomised, its layers, pos as (1, n, d), and inputs with b == n
-    (so a wrong broadcast of pos cannot raise)."""
-    depth, n, d = ctx["depth"], ctx["n"], ctx["dim"]
-    model = _tbuild(ctx)
-    layers = _layers(model, depth)
-    if len({id(m) for m in layers}) != depth:
-        raise Fail("the same layer object is repeated: build depth independent layers")
-    rerandomize(model, ctx["seed"])
-    pos = _pos(model, n, d, learned=False).reshape(1, n, d)
-    return model, layers, pos, torch.randn(n, n, d), torch.randn(n, d)
+SAME_LAYER = "the same layer object is repeated: build depth independent layers"
 
 
 class _RecordingLayer(nn.Module):
@@ -353,7 +467,7 @@ class _RecordingLayer(nn.Module):
 
     def forward(self, x, c, *args, **kwargs):
         out = x * (1.0 + 0.25 * (self.k + 1)) + 0.5 * (self.k + 1)
-        self.calls.append((self.k, x, c, out))
+        self.calls.append([self.k, x, c, out])
         return out
 
 
@@ -366,30 +480,56 @@ def _container(model, layers):
 
 
 @torch.no_grad()
-def _sequence(ctx):
-    model, layers, pos, x, c = sequence_setup(ctx)
+def _probe_sequence(ctx):
+    """The student's layers replaced by recording doubles (no layer is computed): the inputs
+    ``x: (n, n, d)`` (b == n, so a wrong broadcast of pos cannot raise), ``c: (n, d)``, the
+    re-randomised positional encoding ``pos: (1, n, d)``, the output, and every layer call
+    ``[k, x in, c in, out]`` in call order. ``distinct``: how many distinct layer objects."""
+    depth, n, d = ctx["depth"], ctx["n"], ctx["dim"]
+    model = _tbuild(ctx)
+    layers = _layers(model, depth)
+    obs = {"distinct": len({id(m) for m in layers})}
+    if _failed(_verdict_sequence, obs, ctx):
+        return obs
+    rerandomize(model, ctx["seed"])
+    pos = _pos(model, n, d, learned=False)
+    if pos is None:
+        raise Fail(NO_POS_FOUND.format(n=n, d=d))
+    pos = pos.reshape(1, n, d)
+    x, c = torch.randn(n, n, d), torch.randn(n, d)
     container, calls = _container(model, layers), []
     for k in range(len(layers)):
         container[k] = _RecordingLayer(k, calls)
     out = model(x.clone(), c)
-    expect_shape(out, x.shape)
+    obs.update(x=x, c=c, pos=pos, out=as_obs(out),
+               calls=[[k, as_obs(xi), as_obs(ci), as_obs(o)] for k, xi, ci, o in calls])
+    return obs
+
+
+def _verdict_sequence(obs, exp):
+    depth, n, d = exp["depth"], exp["n"], exp["dim"]
+    if obs["distinct"] != depth:
+        raise Fail(SAME_LAYER)
+    x, c, pos, calls = obs["x"], obs["c"], obs["pos"], obs["calls"]
+    expect_shape(obs["out"], (n, n, d))
 
     def chained(first_input):
         """The layers called in order from ``first_input``, each on the previous one's output,
         all with c (what follows the last layer is the output sub-check's)."""
-        if [k for k, *_ in calls] != list(range(len(layers))) or not close(calls[0][1], first_input, 1e-4):
+        if [k for k, *_ in calls] != list(range(depth)) or not close(calls[0][1], first_input, 1e-4):
             return False
         links = all(close(calls[i][1], calls[i - 1][3], 1e-4) for i in range(1, len(calls)))
-        return links and all(ci.shape == c.shape and max_err(ci, c) == 0 for _, _, ci, _ in calls)
+        return links and all(isinstance(ci, torch.Tensor) and ci.shape == c.shape and max_err(ci, c) == 0
+                             for _, _, ci, _ in calls)
 
     if chained(x + pos):
         return
-    ends = [call for call in calls if call[0] in (0, len(layers) - 1)]
+    ends = [call for call in calls if call[0] in (0, depth - 1)]
     if calls and any(close(xi, x + pos, 1e-4) and close(calls[-1][3], o, 1e-4) for _, xi, _, o in ends):
         raise Fail(ONE_LAYER)
     if chained(x):
         raise Fail(NO_POS)
-    if chained(x + pos.reshape(pos.shape[1], 1, pos.shape[2])):
+    if chained(x + pos.reshape(n, 1, d)):
         raise Fail(POS_AXIS)
     raise Fail(NOT_SEQUENCE)
 
@@ -400,8 +540,9 @@ NOT_LAST = "the output is not the last layer's output: return x after the loop o
 
 
 @torch.no_grad()
-def _output(ctx):
-    """The model returns its last layer's output; modules that ran after it are named."""
+def _probe_output(ctx):
+    """The re-randomised model's output on ``x: (n, n, d)``, its last layer's output (``last``;
+    ``ran``: whether it ran) and the modules outside the layers that ran after it (``after``)."""
     depth, n, d = ctx["depth"], ctx["n"], ctx["dim"]
     model = _tbuild(ctx)
     layers = _layers(model, depth)
@@ -425,23 +566,32 @@ def _output(ctx):
         for h in handles:
             h.remove()
     if "last" not in seen:
-        raise Fail("the last layer never ran: apply every layer, x = layer(x, c)")
+        return {"ran": False}
     at, last_out = seen["last"]
-    if isinstance(last_out, torch.Tensor) and close(out, last_out, 1e-5):
+    return {"ran": True, "out": as_obs(out), "last": as_obs(last_out),
+            "after": [f"{name} ({type(model.get_submodule(name)).__name__})" for name in order[at:]]}
+
+
+def _verdict_output(obs, exp):
+    """The model returns its last layer's output; modules that ran after it are named."""
+    if not obs["ran"]:
+        raise Fail("the last layer never ran: apply every layer, x = layer(x, c)")
+    if isinstance(obs["last"], torch.Tensor) and close(obs["out"], obs["last"], 1e-5):
         return
-    after = [f"{name} ({type(model.get_submodule(name)).__name__})" for name in order[at:]]
+    after = obs["after"]
     raise Fail(EXTRA_AFTER.format(names=", ".join(after)) if after else NOT_LAST)
 
 
 DIT = Part(
     "dit",
     [
-        SubCheck("shape", "output shape (b, n, d)", 1, _tshape),
-        SubCheck("pos", "learned positional encoding of shape (n, d)", 0.5, _tpos),
-        SubCheck("inplace", "input left unchanged (works on a tensor that requires grad)", 1, _inplace),
+        SubCheck("shape", "output shape (b, n, d)", 1, _probe_tshape, _verdict_tshape),
+        SubCheck("pos", "learned positional encoding of shape (n, d)", 0.5, _probe_tpos, _verdict_tpos),
+        SubCheck("inplace", "input left unchanged (works on a tensor that requires grad)", 1, _probe_inplace,
+                 _verdict_inplace),
         SubCheck("sequence", "depth layers applied in sequence to x + pos (broadcast over the batch)", 1.5,
-                 _sequence),
-        SubCheck("output", "returns the last layer's output", 0.25, _output),
+                 _probe_sequence, _verdict_sequence),
+        SubCheck("output", "returns the last layer's output", 0.25, _probe_output, _verdict_output),
     ],
     DIT_CONFIG,
     {"size of tensor": "add pos[None] (1, n, d) to x (b, n, d)",
@@ -472,12 +622,34 @@ def _minputs(b):
     return x, t, y
 
 
+def _shape_obs(out):
+    """What a shape-only verdict needs of an output image batch: its shape as a list, or the type
+    name of a non-tensor (:func:`as_obs`); the images stay in the kernel."""
+    return list(out.shape) if isinstance(out, torch.Tensor) else as_obs(out)
+
+
+def _shaped(obs):
+    """A :func:`_shape_obs` report as :func:`expect_shape` takes it: a data-less (meta) tensor of
+    that shape, or the type name as it is."""
+    return torch.empty([int(k) for k in obs], device="meta") if isinstance(obs, list) else obs
+
+
 @torch.no_grad()
-def _mshape(ctx):
-    b = ctx["b"]
+def _probe_mshape(ctx):
+    """The output shape of each variant (up to the first that is wrong)."""
+    b, obs = ctx["b"], {"outs": []}
     for v in ctx["variants"]:
         model = _mbuild(ctx, v)
-        expect_shape(model(*_minputs(b)), (b, 1, 32, 32), f"output for patch size {v[0]}")
+        obs["outs"].append(_shape_obs(model(*_minputs(b))))
+        if _failed(_verdict_mshape, obs, ctx):
+            break
+    return obs
+
+
+def _verdict_mshape(obs, exp):
+    outs = obs["outs"]
+    for i, v in enumerate(exp["variants"]):
+        expect_shape(_shaped(outs[i]), (exp["b"], 1, 32, 32), f"output for patch size {v[0]}")
 
 
 def _fresh(model, x, t, y):
@@ -487,68 +659,105 @@ def _fresh(model, x, t, y):
 
 
 @torch.no_grad()
-def _mtimes(ctx):
+def _probe_mtimes(ctx):
+    """The re-randomised model's output with t of shape (b,) and (b, 1, 1, 1)."""
     model, b = _mbuild(ctx), ctx["b"]
     rerandomize(model, ctx["seed"])
     x, t, y = _minputs(b)
     a = _fresh(model, x, t, y)
-    c = with_t4(_fresh, model, x, t.reshape(b, 1, 1, 1), y)
-    if not close(c, a, 1e-5):
+    return {"b_": as_obs(a), "b111": as_obs(with_t4(_fresh, model, x, t.reshape(b, 1, 1, 1), y))}
+
+
+def _verdict_mtimes(obs, exp):
+    if not close(obs["b111"], obs["b_"], 1e-5):
         raise Fail("t of shape (b, 1, 1, 1) gives another result than t of shape (b,): reshape t to (b,)")
 
 
 @torch.no_grad()
-def _mbatch1(ctx):
+def _probe_mbatch1(ctx):
     """Batch size 1 with t of shape (1,) (the (b, 1, 1, 1) shape is t_shapes')."""
     model = _mbuild(ctx)
     x, t, y = _minputs(1)
-    out = at_batch1(model, x, t, y)
-    expect_shape(out, (1, 1, 32, 32), "output at batch size 1 (t of shape (1,))", BATCH1_HINT)
+    return {"out": _shape_obs(at_batch1(model, x, t, y))}
+
+
+def _verdict_mbatch1(obs, exp):
+    expect_shape(_shaped(obs["out"]), (1, 1, 32, 32), "output at batch size 1 (t of shape (1,))", BATCH1_HINT)
 
 
 @torch.no_grad()
-def _mnull(ctx):
+def _probe_mnull(ctx):
+    """The output shape for the null label 10, or the IndexError it raised (``index_error``)."""
     model, b = _mbuild(ctx), ctx["b"]
     x, t, _ = _minputs(b)
     try:
-        out = model(x, t, torch.full((b,), 10, dtype=torch.long))
+        return {"index_error": None, "out": _shape_obs(model(x, t, torch.full((b,), 10, dtype=torch.long)))}
     except IndexError as e:
-        raise Fail(f"null label 10 fails ({e}): the label embedding needs 11 rows, "
-                   "nn.Embedding(11, dim)") from e
-    expect_shape(out, (b, 1, 32, 32))
+        return {"index_error": str(e)[:300]}
+
+
+def _verdict_mnull(obs, exp):
+    if obs["index_error"] is not None:
+        raise Fail(f"null label 10 fails ({obs['index_error']}): the label embedding needs 11 rows, "
+                   "nn.Embedding(11, dim)")
+    expect_shape(_shaped(obs["out"]), (exp["b"], 1, 32, 32))
 
 
 @torch.no_grad()
-def _mcond(ctx):
+def _probe_mcond(ctx):
+    """The re-randomised model's output, then with y, t, x changed in turn, then with sample 0 of x
+    changed (up to the first that shows a mistake)."""
     model, b = _mbuild(ctx), ctx["b"]
     rerandomize(model, ctx["seed"])
     x, t, y = _minputs(b)
-    out = _fresh(model, x, t, y)
-    if max_err(_fresh(model, x, t, (y + 1) % 10), out) < 1e-6:
-        raise Fail("the output does not depend on the label y: add the label embedding to the conditioning")
-    if max_err(_fresh(model, x, (t + 0.3) % 1, y), out) < 1e-6:
-        raise Fail("the output does not depend on t: add the time embedding to the conditioning")
-    if max_err(_fresh(model, torch.randn_like(x), t, y), out) < 1e-6:
-        raise Fail("the output does not depend on x")
+    obs = {"out": as_obs(_fresh(model, x, t, y))}
+    for key, args in (("other_y", lambda: (x, t, (y + 1) % 10)), ("other_t", lambda: (x, (t + 0.3) % 1, y)),
+                      ("other_x", lambda: (torch.randn_like(x), t, y))):
+        obs[key] = as_obs(_fresh(model, *args()))
+        if _failed(_verdict_mcond, obs, ctx):
+            return obs
     x2 = x.clone()
     x2[0] = torch.randn(1, 32, 32)
-    if max_err(_fresh(model, x2, t, y)[1:], out[1:]) > 1e-5:
+    obs["other_x0"] = as_obs(_fresh(model, x2, t, y))
+    return obs
+
+
+def _verdict_mcond(obs, exp):
+    out = obs["out"]
+    if max_err(obs["other_y"], out) < 1e-6:
+        raise Fail("the output does not depend on the label y: add the label embedding to the conditioning")
+    if max_err(obs["other_t"], out) < 1e-6:
+        raise Fail("the output does not depend on t: add the time embedding to the conditioning")
+    if max_err(obs["other_x"], out) < 1e-6:
+        raise Fail("the output does not depend on x")
+    if max_err(obs["other_x0"][1:], out[1:]) > 1e-5:
         raise Fail("changing sample 0 changes other samples: keep samples independent")
 
 
-def _minplace(ctx):
+def _probe_minplace(ctx):
+    """How much each input x, t, y changed in the forward (``max |after - before|``, inf when its
+    shape changed; up to the first that changed); then a backward from an x that requires grad."""
     model, b = _mbuild(ctx), ctx["b"]
     x, t, y = _minputs(b)
     keep = (x.clone(), t.clone(), y.clone())
     model(x, t, y)
-    for name, a, k in zip("xty", (x, t, y), keep):
-        if a.shape != k.shape or max_err(a.double(), k.double()) > 0:
-            raise Fail(f"the input {name} was modified in place: work on new tensors")
+    obs = {"changed": []}
+    for a, k in zip((x, t, y), keep):
+        obs["changed"].append(max_err(a.double(), k.double()))
+        if _failed(_verdict_minplace, obs, ctx):
+            return obs
     leaf = torch.randn(b, 1, 32, 32, requires_grad=True)
     model(leaf, t, y).sum().backward()
+    return obs
 
 
-def count_params(ctx, want):
+def _verdict_minplace(obs, exp):
+    for i, name in enumerate("xty"):
+        if obs["changed"][i] > 0:
+            raise Fail(f"the input {name} was modified in place: work on new tensors")
+
+
+def _probe_mparams(ctx):
     """The parameter count of the constructed model. The forward must be written (a stub's
     ``NotImplementedError`` earns nothing here), but whether it runs is the other sub-checks'
     business: a forward that fails (at batch size 1, say) is not charged again here."""
@@ -560,26 +769,29 @@ def count_params(ctx, want):
         raise
     except Exception:  # noqa: BLE001 - charged by shape / batch1 / ..., not by the parameter count
         pass
-    got = sum(q.numel() for q in model.parameters())
+    return {"params": sum(q.numel() for q in model.parameters())}
+
+
+def _verdict_mparams(obs, exp):
+    """Within 0.3x to 3x of the reference's count for the first variant's sizes (an expectation:
+    recorded in ``data/mnist_dit.json``, computed by the judge when graded)."""
+    got, want = obs["params"], int(exp.value("params"))
     if not 0.3 * want <= got <= 3 * want:
         raise Fail(f"{got} parameters, expected about {want} for these sizes (0.3x to 3x): check the layer "
                    "widths (MLP [dim, 4 dim, dim], 6 dim modulation values, depth layers)")
 
 
-def _mparams(ctx):
-    count_params(ctx, int(_data.load("mnist_dit", ctx.cfg)["values"]["params"]))
-
-
 MNIST_DIT = Part(
     "mnist_dit",
     [
-        SubCheck("shape", "output shape (b, 1, 32, 32)", 1, _mshape),
-        SubCheck("t_shapes", "t of shape (b, 1, 1, 1) gives the same result as (b,)", 0.5, _mtimes),
-        SubCheck("batch1", "works at batch size 1", 0.5, _mbatch1),
-        SubCheck("null", "null label 10 accepted (11 embedding rows)", 1, _mnull),
-        SubCheck("conditioning", "output depends on x, y and t, per sample", 1, _mcond),
-        SubCheck("inplace", "inputs left unchanged", 0.5, _minplace),
-        SubCheck("params", "parameter count sane for the sizes", 0.5, _mparams),
+        SubCheck("shape", "output shape (b, 1, 32, 32)", 1, _probe_mshape, _verdict_mshape),
+        SubCheck("t_shapes", "t of shape (b, 1, 1, 1) gives the same result as (b,)", 0.5, _probe_mtimes,
+                 _verdict_mtimes),
+        SubCheck("batch1", "works at batch size 1", 0.5, _probe_mbatch1, _verdict_mbatch1),
+        SubCheck("null", "null label 10 accepted (11 embedding rows)", 1, _probe_mnull, _verdict_mnull),
+        SubCheck("conditioning", "output depends on x, y and t, per sample", 1, _probe_mcond, _verdict_mcond),
+        SubCheck("inplace", "inputs left unchanged", 0.5, _probe_minplace, _verdict_minplace),
+        SubCheck("params", "parameter count sane for the sizes", 0.5, _probe_mparams, _verdict_mparams),
     ],
     MNIST_CONFIG,
     {"index out of range": "the label embedding needs 11 rows (null label 10)",
