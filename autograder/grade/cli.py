@@ -44,7 +44,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    from autograder.grade.engine import grade_submissions
+    from autograder.grade.engine import grade_submissions, stop_on_sigterm
     from autograder.grade.merge import merge_shards
     from autograder.grade.outputs import score_table
 
@@ -60,6 +60,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ValueError as exc:
         p.error(str(exc))
     t0 = time.perf_counter()
+    stop_on_sigterm()
     try:
         results, cells = grade_submissions(args.submissions, cfg, args.out, students=args.student)
     except ValueError as exc:  # e.g. --student naming no folder

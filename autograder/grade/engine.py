@@ -21,8 +21,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -392,7 +394,8 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
         subs = {s: subs[s] for s in students}
     subs = {s: subs[s] for s in shard_students(list(subs), cfg.shard)}
     out_dir = None if out_dir is None else Path(out_dir)
-    keys = {s: records.digest(cfg, sources.paths, files) for s, files in subs.items()}
+    code = records.code_digest()
+    keys = {s: records.digest(cfg, sources.paths, files, code) for s, files in subs.items()}
     done = records.reusable(out_dir, keys)
     if done:
         print(f"{len(done)} of {len(subs)} submissions already graded ({out_dir / records.RECORDS}): "
@@ -409,22 +412,33 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
         todo = {s: f for s, f in sorted(subs.items()) if s not in done}
         bar = _progress(len(todo), cfg)
         pool = ThreadPoolExecutor(max_workers=cfg.workers)
+
+        outcome: dict[str, StudentResult] = {}
+
+        def finished(s: str, fut) -> None:  # in the worker's thread, as its submission ends
+            if fut.cancelled():
+                return
+            try:
+                result = fut.result()
+            except Exception:  # an engine bug for one student must not lose the batch
+                reason = "engine error: " + tail(traceback.format_exc(), 1500)
+                result = StudentResult(s, status=Status.CRASH, reason=reason, isolation=isolation)
+            outcome[s] = result
+            # kept as soon as it ends, whatever happens to the rest of the run; not a worker that
+            # the run's own shutdown killed (that student is graded again next time)
+            if out_dir is not None and not (STOPPING.is_set() and result.status.killed):
+                records.write(out_dir, result, keys[s])
+
         try:
-            futs = {pool.submit(grade_one, s, f, batch, i): s for i, (s, f) in enumerate(todo.items())}
-            for fut in as_completed(futs):
-                s = futs[fut]
-                try:
-                    result = fut.result()
-                except Exception:  # an engine bug for one student must not lose the batch
-                    reason = "engine error: " + tail(traceback.format_exc(), 1500)
-                    result = StudentResult(s, status=Status.CRASH, reason=reason, isolation=isolation)
-                results.append(result)
-                if out_dir is not None:  # kept whatever happens to the rest of the run
-                    records.write(out_dir, result, keys[s])
+            futs = [pool.submit(grade_one, s, f, batch, i) for i, (s, f) in enumerate(todo.items())]
+            for fut, s in zip(futs, todo):
+                fut.add_done_callback(lambda fut, s=s: finished(s, fut))
+            for _ in as_completed(futs):
                 bar.update(1)
-        finally:  # SIGTERM / Ctrl-C: no new submission starts; the finished ones are on disk
+        finally:  # SIGTERM / Ctrl-C: no new submission starts; each running one records itself
             pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
+        results += [outcome[s] for s in todo]
         results.sort(key=lambda r: r.student)
         _fill_missing(results, cells)
         if out_dir is not None:
@@ -433,6 +447,19 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
     finally:
         if own_tmp and not cfg.keep_workdirs:
             shutil.rmtree(root, ignore_errors=True)
+
+
+STOPPING = threading.Event()
+"""Set when the run is being stopped (SIGTERM, Ctrl-C: :func:`stop_on_sigterm`)."""
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a scheduler's time limit) stop the run like Ctrl-C: no submission starts,
+    the finished ones are on disk (``OUT/records``), the rest are graded by the next run."""
+    def handler(signum, frame):
+        STOPPING.set()
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _progress(total: int, cfg: GradeConfig):

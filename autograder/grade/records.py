@@ -3,7 +3,7 @@ finished submission, and the same command run again grades only what is missing.
 
 ``OUT/records/{student}.json`` holds the student's :class:`~autograder.grade.outputs.StudentResult`
 and a digest of everything the grade depends on: the hand-in's files (names and bytes), the
-instructor's source notebooks and the settings that change a grade. A rerun reuses a record whose
+instructor's source notebooks, the grading code and the settings that change a grade. A rerun reuses a record whose
 digest still matches (its feedback page is already in ``OUT/feedback/``) and grades every other
 student: a changed hand-in, a changed source or setting, a student with no record. The CSV, the
 gradebook and the plain feedback pages are then written for everyone, from the records.
@@ -28,10 +28,27 @@ GRADE_SETTINGS = ("assignment", "cell_timeout_s", "submission_timeout_s", "mem_m
                   "threads_per_worker")
 
 
-def digest(cfg, sources: Iterable[Path], files: Iterable[Path]) -> str:
-    """What a grade depends on, hashed: the format, the grade settings of ``cfg``, the source
-    notebooks' bytes and the hand-in's file names and bytes."""
-    h = hashlib.sha256(FORMAT.encode())
+def code_digest() -> str:
+    """The grading code's files (the probes and verdicts, the judge's recorders and the
+    reference): a change to any of them grades everyone again."""
+    import autograder
+    import cfgflow
+    import cfgflow_ref
+
+    h = hashlib.sha256()
+    roots = [Path(cfgflow.__file__).parent / "checks", Path(autograder.__file__).parent / "checks",
+             Path(autograder.__file__).parent / "judge", Path(cfgflow_ref.__file__).parent]
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.suffix in (".py", ".json"):
+                h.update(str(path.relative_to(root.parent)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def digest(cfg, sources: Iterable[Path], files: Iterable[Path], code: str = "") -> str:
+    """What a grade depends on, hashed: the format, the grading code (:func:`code_digest`), the
+    grade settings of ``cfg``, the source notebooks' bytes and the hand-in's file names and bytes."""
+    h = hashlib.sha256((FORMAT + code).encode())
     settings = {k: v for k, v in cfg.to_json().items() if k in GRADE_SETTINGS}
     h.update(json.dumps(settings, sort_keys=True).encode())
     for group in (sorted(sources), sorted(files)):

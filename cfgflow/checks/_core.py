@@ -42,18 +42,7 @@ class SubCheck:
     description: str               # what is checked, printed on every line
     weight: float                  # share of the part's points
     probe: Callable[["Context"], Observation]
-    verdict: Optional[Callable[[Observation, "Expect"], None]] = None
-
-    def __post_init__(self):  # LEGACY (removed once every module is converted): fn(ctx) that judges in place
-        if self.verdict is None:
-            fn = self.probe
-
-            def probe(ctx, fn=fn):
-                fn(ctx)
-                return {}
-            object.__setattr__(self, "probe", probe)
-            object.__setattr__(self, "verdict", lambda obs, exp: None)
-            object.__setattr__(self, "fn", fn)
+    verdict: Callable[[Observation, "Expect"], None]
 
 
 @dataclass
@@ -71,12 +60,10 @@ class Part:
     given: Tuple[str, ...] = ()
     record: Optional[Callable[[Dict[str, Any], int], Tuple[Dict[str, float], Dict[str, torch.Tensor]]]] = None
 
-    def replaced(self, config: Dict[str, Any], record=None, **fns) -> "Part":
+    def replaced(self, config: Dict[str, Any], record=None) -> "Part":
         """The same table (sub-checks, weights, hints) with other sizes and seeds and a recorder
         (the hidden tables)."""
-        subs = [SubCheck(s.name, s.description, s.weight, fns[s.name]) if s.name in fns else s
-                for s in self.subchecks]  # LEGACY fns
-        return Part(self.name, subs, dict(config), dict(self.hints), self.rationale,
+        return Part(self.name, list(self.subchecks), dict(config), dict(self.hints), self.rationale,
                     tuple(self.given), record if record is not None else self.record)
 
 
