@@ -10,8 +10,9 @@ import pytest
 import cfgflow_ref as ref
 from autograder.catalog import entries
 from autograder.catalog.__main__ import evaluate
-from autograder.checks import PARTS, check, run_check
+from autograder.checks import PARTS, run_check
 from cfgflow import course
+from cfgflow.checks import check
 
 MUTANTS = entries(kind="mutant")
 ALTERNATIVES = entries(kind="alternative")
@@ -84,10 +85,23 @@ def test_given_constructor_with_stub_method_earns_nothing(part):
 @pytest.mark.parametrize("part", sorted(PARTS))
 @pytest.mark.parametrize("stub", [_Stub, _InitStub])
 def test_stub_earns_nothing(part, stub, capsys):
-    for hidden in (False, True):
-        with pytest.raises(AssertionError, match="NotImplementedError: did you fill in the cell"):
-            check(part, stub, points=2, hidden=hidden)
+    with pytest.raises(AssertionError, match="NotImplementedError: did you fill in the cell"):
+        check(part, stub, points=2)
     assert capsys.readouterr().err == ""
+    for graded in ({"hidden": True}, {"graded": True}):
+        rep = run_check(part, stub, points=2, out=io.StringIO(), **graded)
+        assert rep.earned == 0.0 and "did you fill in the cell" in rep.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", MUTANTS + ALTERNATIVES, ids=lambda e: f"{e.part}-{e.name}")
+def test_judged_visible_cell_agrees_with_the_self_check(entry):
+    """A graded visible cell runs the same table on the judge's inputs (not the shipped ones):
+    every entry earns the same share and fails the same sub-checks as in the self-check."""
+    own = run_check(entry.part, entry.cls, points=1, out=io.StringIO())
+    judged = run_check(entry.part, entry.cls, points=1, graded=True, out=io.StringIO())
+    assert round(judged.fraction, 4) == round(own.fraction, 4), judged.text
+    assert [r.passed for r in judged.results] == [r.passed for r in own.results]
 
 
 REAL_STYLE = [e for e in MUTANTS if e.fraction is not None]

@@ -14,7 +14,6 @@ verdicts see the same data in both modes.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +108,9 @@ def _tensor(x: dict, budget: _Budget) -> torch.Tensor:
     if not isinstance(shape, list) or len(shape) > LIMITS.tensor_dims or \
             not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in shape):
         raise WireError(f"bad tensor shape {shape!r}")
-    numel = math.prod(shape)
+    numel = 1
+    for n in shape:
+        numel *= n
     budget.numel += numel
     if budget.numel > LIMITS.numel:
         raise WireError(f"tensors of over {LIMITS.numel:,} entries in one message")
