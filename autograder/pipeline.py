@@ -38,7 +38,6 @@ from autograder.grade import (
     GradeConfig,
     StudentResult,
     add_config_options,
-    check_parts,
     config_from_args,
     grade_submissions,
     score_table,
@@ -47,10 +46,12 @@ from cfgflow.course import ASSIGNMENTS
 
 
 def cell_parts(source_nb_path: Path) -> Dict[str, str]:
-    """``{"{notebook}/{grade_id}": part}`` for the test cells with a part
-    (:func:`autograder.grade.parts.check_parts`: the ``cfgflow.part`` metadata)."""
+    """``{"{notebook}/{grade_id}": part}`` for the judged test cells
+    (:func:`autograder.judge.preprocessors.graded_cells`: the ``cfgflow.part`` metadata)."""
+    from autograder.judge.preprocessors import graded_cells
+
     nb = nbformat.read(str(source_nb_path), as_version=4)
-    return {f"{source_nb_path.stem}/{gid}": parts[0] for gid, parts in check_parts(nb).items() if parts}
+    return {f"{source_nb_path.stem}/{gid}": spec.part for gid, spec in graded_cells(nb).items()}
 
 
 def expectation_failures(assignment: str, results: Sequence[StudentResult], cells: Sequence[CellInfo],

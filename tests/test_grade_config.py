@@ -10,9 +10,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from autograder.grade import GradeConfig, StudentResult, add_config_options, check_parts, config_from_args
+from autograder.grade import GradeConfig, StudentResult, add_config_options, config_from_args
 from autograder.grade.outputs import CellInfo, plain_feedback_page
-from autograder.grade.preprocessors import RepairMetadata, VerifySignatures, signing_module
+from autograder.grade.preprocessors import RepairMetadata
+from autograder.judge.preprocessors import CapOutputs, JudgedExecute, graded_cells
 
 
 def _options(parser: argparse.ArgumentParser) -> dict:
@@ -50,20 +51,24 @@ def test_cli_maps_onto_the_fields():
 def test_nbgrader_config_inserts_the_engine_steps(tmp_path):
     from nbgrader.preprocessors import SaveAutoGrades
 
+    from nbgrader.preprocessors import Execute
+
     cfg = GradeConfig(cell_timeout_s=9)
-    c = cfg.nbgrader_config(tmp_path, signed=True, steps={"report": "r", "source_notebooks": {"a": "a.ipynb"},
-                                                          "check_cells": {"a": {}}, "key": "k"})
+    c = cfg.nbgrader_config(tmp_path, steps={"report": "r", "source_notebooks": {"a": "a.ipynb"},
+                                             "records": "j.jsonl", "socket_dir": "/s"})
     assert c.Execute.timeout == 9 and c.Execute.shutdown_kernel == "immediate"
     assert c.Autograde.sanitize_preprocessors[0] is RepairMetadata
     chain = c.Autograde.autograde_preprocessors
-    assert chain[chain.index(SaveAutoGrades) + 1] is VerifySignatures
+    assert Execute not in chain and chain.index(JudgedExecute) + 1 == chain.index(CapOutputs)
+    assert chain.index(CapOutputs) < chain.index(SaveAutoGrades)  # nbgrader scores the judge's outputs
+    assert c.JudgedExecute.records == "j.jsonl" and c.JudgedExecute.socket_dir == "/s"
     steps = {"report": "r", "source_notebooks": {}}
     no_repair = GradeConfig(repair=False).nbgrader_config(tmp_path, steps=steps)
     assert RepairMetadata not in no_repair.Autograde.sanitize_preprocessors
-    assert VerifySignatures not in no_repair.Autograde.autograde_preprocessors
+    assert JudgedExecute in no_repair.Autograde.autograde_preprocessors  # the judge always runs
 
 
-def test_check_parts_reads_the_test_cells():
+def test_graded_cells_reads_the_test_cells():
     from cfgflow.course import META_KEY
 
     def cell(src, part="", **meta):
@@ -71,13 +76,15 @@ def test_check_parts_reads_the_test_cells():
                                             META_KEY: {"part": part}})
 
     nb = new_notebook(cells=[
-        cell('check("mha", MHA, points=3)', "mha", gid="t1", grade=True),
-        cell('cfgflow.checks.check("dit", DiT, points=2)', "dit", gid="t2", grade=True),
-        cell('check(x, points=1)', gid="t4", grade=True),  # calls check, names no part
-        cell('x.check("nope", 1)', "nope", gid="t3", grade=True),  # a method called check
+        cell('check("mha", MHA, points=3)', "mha", gid="t1", grade=True, points=3),
+        cell('### BEGIN HIDDEN TESTS\ncheck("dit", DiT, points=2, hidden=True)\n### END HIDDEN TESTS', "dit",
+             gid="t2", grade=True, points=2),
+        cell('check(x, points=1)', gid="t4", grade=True),  # names no part: not judged
         cell('check("sol", 1)', "sol", gid="s1", grade=True, solution=True),  # a solution cell
     ])
-    assert check_parts(nbformat.from_dict(nb)) == {"t1": ["mha"], "t2": ["dit"], "t4": []}
+    found = graded_cells(nbformat.from_dict(nb))
+    assert {g: (s.part, s.hidden, s.points) for g, s in found.items()} == {"t1": ("mha", False, 3.0),
+                                                                            "t2": ("dit", True, 2.0)}
 
 
 def test_plain_feedback_page_escapes_the_notes():
@@ -88,14 +95,3 @@ def test_plain_feedback_page_escapes_the_notes():
     assert '<div id="cfgflow-grading-notes"' in page and "01_cfg: 0 / 2 points" in page
     assert "<b>timeout</b>: stopped &lt;after&gt; 5 s" in page and "<li>it&#x27;s &lt;b&gt;</li>" in page
     assert "<td>test_a</td><td>0 / 2</td>" in page
-
-
-def test_signing_module_needs_no_torch():
-    import subprocess
-    import sys
-
-    code = ("import sys; from autograder.grade.preprocessors import signing_module; "
-            "m = signing_module(); print(callable(m.valid_lines), 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["True", "False"]
-    assert signing_module().valid_lines("no signed line here", b"k") == []

@@ -1,4 +1,4 @@
-"""The grading kernel's exit guard (autograder/_kernel_guard.py): exit(), quit() and os._exit()
+"""The grading kernel's exit guard (cfgflow/_kernel_guard.py): exit(), quit() and os._exit()
 in a cell stop that cell instead of the kernel; forked children and code outside cells keep the
 real os._exit. Runs in a subprocess with a real IPython shell (the guard patches ``os``)."""
 
@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent('''
     from IPython.core.interactiveshell import InteractiveShell
 
     sh = InteractiveShell.instance()
-    import autograder._kernel_guard as g   # installs itself into the running shell
+    import cfgflow._kernel_guard as g   # installs itself into the running shell
 
     assert g.install(sh) and os._exit is not g._real_exit
     for src in ("import os\\nx = 1\\nos._exit(3)\\ny = 2", "exit()", "quit(1)", "import os as o; o._exit(0)"):
@@ -53,7 +53,7 @@ def test_exit_guard_in_a_real_shell():
 
 
 def test_outside_ipython_nothing_is_installed():
-    code = ("import os, autograder._kernel_guard as g\n"
+    code = ("import os, cfgflow._kernel_guard as g\n"
             "assert g.install() is False and os._exit is g._real_exit\n"
             "os._exit(4)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,

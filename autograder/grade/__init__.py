@@ -12,9 +12,10 @@ The package, by concern (docs/grading.md has the instructor's view):
 * :mod:`~autograder.grade.worker` -- the worker: ``nbgrader autograde`` and ``generate_feedback``
   for one student.
 * :mod:`~autograder.grade.preprocessors` -- the engine's steps inside nbgrader's chains: metadata
-  repair, signature check of the check library's results, the feedback banner (rendered by the
-  nbconvert template ``templates/feedback/cfgflow_feedback.html.j2``).
-* :mod:`~autograder.grade.parts` -- which check-library part each test cell checks.
+  repair, the judge (:mod:`autograder.judge`), the feedback banner (rendered by the nbconvert
+  template ``templates/feedback/cfgflow_feedback.html.j2``).
+* :mod:`~autograder.grade.records` -- each submission's record, kept when its worker ends (a rerun
+  grades only what is missing or changed).
 * :mod:`~autograder.grade.outputs` -- results, ``grades.csv``, plain feedback pages, score table.
 * :mod:`~autograder.grade.merge` -- the batch gradebook, and joining ``--shard`` runs (``--merge``).
 * :mod:`~autograder.grade.cli` -- the command line.
@@ -68,7 +69,6 @@ _EXPORTS = {
         "score_table",
         "write_csv",
     ),
-    "parts": ("check_parts",),
     "worker": ("TAMPER_NOTE",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
