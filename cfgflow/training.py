@@ -328,6 +328,8 @@ class Trainer(ABC):
         self.budget = budget
         self.model = model
         device = model_device(model)
+        if budget is not None:  # the budget's clock starts here: it covers the set-up too
+            budget.start(sync=torch.cuda.synchronize if device.type == "cuda" else None)
         self.precision = choose_precision(device, precision)
         self.scaler = self.precision.make_scaler(device.type)
         if device.type == "cuda":
@@ -346,8 +348,6 @@ class Trainer(ABC):
         model.train()
         # With a budget the bar starts once the probe has planned the run (step 1 of TimeBudget).
         bar = None if budget else progress_bar(disable=not progress, initial=self.step, total=num_steps)
-        if budget is not None:
-            budget.start(sync=torch.cuda.synchronize if device.type == "cuda" else None)
         # On CUDA, reading each loss back (.item()) stalls the launch queue every step, so
         # losses are collected on the device and read (and checked) every `sync_every` steps.
         sync_every = 25 if device.type == "cuda" else 1
