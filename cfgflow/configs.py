@@ -83,7 +83,7 @@ class TrainConfig:
 LAB = TrainConfig(name="lab")
 
 # ~5 minutes on a CPU, training plus sampling the evaluation set (docs/training.md): 4 minutes
-# of training (as many steps as fit: ~3,100 on 2 idle cores), the rest for the data, sample
+# of training (as many steps as fit: ~2,400-3,100 on 2 idle cores), the rest for the data, sample
 # grids and evaluation. A small DiT and three departures from the lab that buy quality per CPU
 # second there: t ~ Beta(1, 3) (training on the noisy end), a cosine lr decay and less label
 # dropout. QUICK.replace(num_steps=2600) is the fixed-step QUICK of before the budget.
