@@ -4,17 +4,22 @@ instructor's training CLI: plain frozen dataclasses (:data:`TINY`, :data:`QUICK`
 
     trainer = make_trainer(QUICK, path, CFGTrainer)  # your CFGTrainer class
     losses, _ = trainer.train(model=model, **train_kwargs(QUICK))
+
+A config trains either a fixed ``num_steps`` (TINY, LAB) or, with ``num_steps=None``, as many
+steps as fit in ``time_budget_s`` seconds of training (QUICK; the rule is
+:class:`cfgflow.training.TimeBudget`'s). An explicit ``num_steps`` wins over a budget.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
 
-from .training import Trainer, with_sample_grids
+from .training import TimeBudget, Trainer, with_sample_grids
 
 NULL_LABEL = 10
 """The null label of MNIST (``num_classes``)."""
@@ -32,10 +37,12 @@ class TrainConfig:
     heads: int = 8
     # optimisation: AdamW, linear warm-up then constant lr; CFG label dropout eta
     batch_size: int = 256
-    num_steps: int = 20_000
+    num_steps: Optional[int] = 20_000  # None: as many as fit in time_budget_s
+    time_budget_s: Optional[float] = None  # seconds of training (used only when num_steps is None)
     lr: float = 4e-4
     weight_decay: float = 1e-4
-    warmup_steps: int = 500
+    warmup_steps: int = 500  # with a time budget: the ramp of the steps that measure the step time
+    warmup_fraction: float = 0.04  # with a time budget: the warm-up's share of the planned steps
     lr_schedule: str = "constant"  # or "cosine": decay to 0 at num_steps after the warm-up
     eta: float = 0.35
     time_beta: float = 1.0  # t / (1 - eps) ~ Beta(1, k): 1 = uniform; k > 1 trains more on the noisy end
@@ -55,6 +62,16 @@ class TrainConfig:
     eval_scales: Tuple[float, ...] = (1.0, 3.0, 5.0)
     eval_per_class: int = 50
 
+    def __post_init__(self):
+        if self.num_steps is None and self.time_budget_s is None:
+            raise ValueError(f"config {self.name!r}: set num_steps or time_budget_s (seconds of "
+                             "training); both are None")
+        if self.time_budget_s is not None and not (
+                isinstance(self.time_budget_s, (int, float)) and not isinstance(self.time_budget_s, bool)
+                and math.isfinite(self.time_budget_s) and self.time_budget_s > 0):
+            raise ValueError(f"config {self.name!r}: time_budget_s must be a positive number of "
+                             f"seconds, got {self.time_budget_s!r}")
+
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
@@ -65,13 +82,16 @@ class TrainConfig:
 # The lab's recipe (15 A100 minutes in the lab's write-up); EMA added for sampling.
 LAB = TrainConfig(name="lab")
 
-# ~5 minutes on 2 CPU cores, training plus sampling the evaluation set (docs/training.md):
-# a small DiT and three departures from the lab that buy quality per CPU second there:
-# t ~ Beta(1, 3) (training on the noisy end), a cosine lr decay and less label dropout.
+# ~5 minutes on a CPU, training plus sampling the evaluation set (docs/training.md): 4 minutes
+# of training (as many steps as fit: ~2,400-3,100 on 2 idle cores), the rest for the data, sample
+# grids and evaluation. A small DiT and three departures from the lab that buy quality per CPU
+# second there: t ~ Beta(1, 3) (training on the noisy end), a cosine lr decay and less label
+# dropout. QUICK.replace(num_steps=2600) is the fixed-step QUICK of before the budget.
 QUICK = TrainConfig(
-    name="quick", patch_size=8, depth=3, dim=128, heads=4, batch_size=64, num_steps=2600,
-    lr=2e-3, warmup_steps=100, lr_schedule="cosine", eta=0.1, time_beta=3.0, ema_decay=0.99,
-    solver="heun", sample_steps=8, sample_amp=True, eval_scales=(1.0, 3.0), eval_per_class=50,
+    name="quick", patch_size=8, depth=3, dim=128, heads=4, batch_size=64, num_steps=None,
+    time_budget_s=240.0, lr=2e-3, warmup_steps=100, lr_schedule="cosine", eta=0.1, time_beta=3.0,
+    ema_decay=0.99, solver="heun", sample_steps=8, sample_amp=True, eval_scales=(1.0, 3.0),
+    eval_per_class=50,
 )
 
 # Seconds: exercises every code path (tests, notebook autograde); the samples are noise.
@@ -107,9 +127,19 @@ def make_trainer(cfg: TrainConfig, path, trainer_class: type) -> Trainer:
     return trainer
 
 
+def time_budget(cfg: TrainConfig) -> Optional[TimeBudget]:
+    """The config's :class:`~cfgflow.training.TimeBudget`; None where it trains a fixed
+    ``num_steps`` (an explicit ``num_steps`` wins over ``time_budget_s``)."""
+    if cfg.num_steps is not None:
+        return None
+    return TimeBudget(cfg.time_budget_s, warmup_fraction=cfg.warmup_fraction)
+
+
 def train_kwargs(cfg: TrainConfig) -> dict:
     """The keyword arguments of ``Trainer.train`` that a config fixes (the caller adds the
-    model, output folder, progress bar, checkpoints and resume)."""
-    return dict(num_steps=cfg.num_steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                lr_schedule=cfg.lr_schedule, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay,
+    model, output folder, progress bar, checkpoints and resume): a fixed ``num_steps``, or
+    ``num_steps=None`` and a ``time_budget``."""
+    return dict(num_steps=cfg.num_steps, time_budget=time_budget(cfg), lr=cfg.lr,
+                warmup_steps=cfg.warmup_steps, lr_schedule=cfg.lr_schedule,
+                weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay,
                 compile=cfg.compile, precision=cfg.precision, batch_size=cfg.batch_size)

@@ -60,3 +60,12 @@ def progress_bar(iterable=None, total=None, **kwargs):
         # an infinite maxinterval keeps the bound.
         kwargs.setdefault("maxinterval", float("inf"))
     return text_tqdm(iterable, total=total, **kwargs)
+
+
+def set_total(bar, total: int):
+    """Change the total of a bar made by :func:`progress_bar` (a re-planned run)."""
+    bar.total = total
+    container = getattr(bar, "container", None)  # tqdm.notebook: the widget keeps its own max
+    if container is not None:
+        container.children[1].max = total
+    bar.refresh()

