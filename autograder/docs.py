@@ -1,11 +1,14 @@
-"""``python -m autograder.docs [--check]``: write docs/CONTRACTS.md from the code.
+"""``python -m autograder.docs [--check]``: write docs/CONTRACTS.md and the generated tables of
+docs/grading.md from the code.
 
 The interfaces between the parts of the project, generated so that they cannot go stale: the
 layout (each module's docstring, first line), the course manifest (:mod:`cfgflow.course`:
 assignments, parts, points, check modules), the cell metadata the grader reads, the check API
 (the docstring of :mod:`cfgflow.checks`) and the signatures of the functions one part calls in
-another. ``--check`` writes nothing and exits 1 when the committed file differs (the test suite
-runs it: tests/test_docs.py).
+another; in docs/grading.md, the engine's options (:class:`autograder.grade.GradeConfig`) and the
+CSV's columns (:data:`autograder.grade.outputs.CSV_COLUMNS`), between ``<!-- BEGIN generated:
+NAME -->`` and ``<!-- END generated: NAME -->``. ``--check`` writes nothing and exits 1 when a
+committed file differs (the test suite runs it: tests/test_docs.py).
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from typing import List, Optional, Sequence
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTRACTS = os.path.join(REPO_ROOT, "docs", "CONTRACTS.md")
+GRADING = os.path.join(REPO_ROOT, "docs", "grading.md")
 # Packages whose modules the layout lists; of the check, catalog and hidden-check packages only the
 # package itself (their modules are the course table's "check tables" and "catalog" columns).
 PACKAGES = ("cfgflow", "cfgflow_ref", "autograder", "autograder/examples", "autograder/grade",
-            "autograder/hostile")
+            "autograder/hostile", "autograder/judge")
 SUBPACKAGES = ("cfgflow/checks", "autograder/checks", "autograder/catalog")
 INTERFACES = (
     "autograder.sources.pair_problems", "autograder.sources.sync", "autograder.release.release",
@@ -94,8 +98,9 @@ def signatures() -> List[str]:
 
 
 def render() -> str:
+    from autograder.judge import server
     from cfgflow import checks, course
-    from cfgflow.checks import _signing
+    from cfgflow.checks import _wire
 
     parts = [
         "# Interfaces between the parts of cfgflow",
@@ -113,10 +118,56 @@ def render() -> str:
         "source notebook (nbgrader's `generate_assignment` keeps the key in the release).",
         "",
         "## Check API (`cfgflow.checks`)", "", "```text", inspect.getdoc(checks), "```", "",
-        "## Signed results (`cfgflow.checks._signing`)", "", "```text", inspect.getdoc(_signing), "```", "",
+        "## The judge's protocol (`autograder.judge.server`)", "", "```text", inspect.getdoc(server),
+        "```", "",
+        "## What crosses the kernel's boundary (`cfgflow.checks._wire`)", "", "```text",
+        inspect.getdoc(_wire), "```", "",
         "## Functions one part calls in another", "", *signatures(), "",
     ]
     return "\n".join(parts)
+
+
+def option_rows() -> List[str]:
+    """The engine's options: one row per :class:`GradeConfig` field that has one."""
+    from autograder.grade.config import GradeConfig, _cli_fields
+
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    defaults = {f.name: getattr(GradeConfig(), f.name) for f in _cli_fields()}
+    for f in _cli_fields():
+        flags, kw = f.metadata["cli"]
+        metavar = kw.get("metavar") or ("" if kw.get("action") else f.name.upper())
+        flag = " / ".join(f"`{fl}{' ' + metavar if metavar else ''}`" for fl in flags)
+        default = defaults[f.name]
+        if kw.get("action") in ("store_false",):
+            default = "on"
+        elif kw.get("action") in ("store_true", "store_const"):
+            default = "off"
+        shown = str(default).replace(REPO_ROOT, "<repo>") if default is not None else "—"
+        if f.name == "workers":
+            shown = "`os.cpu_count()`"
+        shown = shown if shown.startswith("`") else f"`{shown}`"
+        meaning = (kw.get("help") or "").replace("|", "/")
+        rows.append(f"| {flag} | {shown.replace('|', chr(92) + '|')} | {meaning} |")
+    rows.append("| `--student NAME` | all | grade only these students (repeatable) |")
+    rows.append("| `--out OUT` | — | where the CSV, feedback pages, records and gradebook go |")
+    rows.append("| `--merge OUT_A OUT_B ...` | — | merge the `--out` folders of several runs into `--out` "
+                "instead of grading |")
+    return rows
+
+
+def csv_rows() -> List[str]:
+    from autograder.grade.outputs import CSV_COLUMNS
+
+    return ["| column | holds |", "|---|---|"] + [f"| `{c}` | {what} |" for c, what in CSV_COLUMNS]
+
+
+def render_grading(text: str) -> str:
+    """``text`` (docs/grading.md) with its generated blocks filled in from the code."""
+    for name, rows in (("options", option_rows()), ("csv", csv_rows())):
+        begin, end = f"<!-- BEGIN generated: {name} -->", f"<!-- END generated: {name} -->"
+        i, j = text.index(begin) + len(begin), text.index(end)
+        text = text[:i] + "\n" + "\n".join(rows) + "\n" + text[j:]
+    return text
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -124,17 +175,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when docs/CONTRACTS.md is stale")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        with open(CONTRACTS, encoding="utf-8") as f:
-            stale = f.read() != text
-        if stale:
-            print(f"{CONTRACTS} is stale: run python -m autograder.docs", file=sys.stderr)
-        return 1 if stale else 0
-    with open(CONTRACTS, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    print(f"wrote {CONTRACTS}")
-    return 0
+    with open(GRADING, encoding="utf-8") as f:
+        grading = f.read()
+    stale = []
+    for path, old, new in ((CONTRACTS, None, render()), (GRADING, grading, render_grading(grading))):
+        if old is None:
+            with open(path, encoding="utf-8") as f:
+                old = f.read()
+        if old == new:
+            continue
+        stale.append(path)
+        if not args.check:
+            with open(path, "w", encoding="utf-8", newline="\n") as f:
+                f.write(new)
+            print(f"wrote {path}")
+    if args.check and stale:
+        print(f"stale: {', '.join(stale)}: run python -m autograder.docs", file=sys.stderr)
+    return 1 if args.check and stale else 0
 
 
 if __name__ == "__main__":

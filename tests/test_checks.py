@@ -136,7 +136,8 @@ def _judge(part, sent):
 @pytest.mark.parametrize("sent", [None, [], "x", {}, {"probes": []}, {"probes": {"values": 3}},
                                   {"probes": {"values": {"obs": None}, "shape": {"obs": {"out": "zzz"}}}},
                                   {"probes": {s: {"obs": {"out": [1, 2], "numel": "many"}}
-                                              for s in ("shape", "values", "learnable", "t_shapes", "batch1")}},
+                                              for s in ("shape", "values", "learnable", "t_shapes",
+                                                        "batch1")}},
                                   {"malformed": "not JSON"}, {"refused": 7}])
 def test_judge_never_raises_on_any_report(sent):
     """Whatever a kernel sends, each sub-check gets a result (here: all fail) with a message."""

@@ -49,9 +49,7 @@ def test_cli_maps_onto_the_fields():
 
 
 def test_nbgrader_config_inserts_the_engine_steps(tmp_path):
-    from nbgrader.preprocessors import SaveAutoGrades
-
-    from nbgrader.preprocessors import Execute
+    from nbgrader.preprocessors import Execute, SaveAutoGrades
 
     cfg = GradeConfig(cell_timeout_s=9)
     c = cfg.nbgrader_config(tmp_path, steps={"report": "r", "source_notebooks": {"a": "a.ipynb"},

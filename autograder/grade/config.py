@@ -87,7 +87,8 @@ def _opt(default, *flags: str, factory=None, **argparse_kwargs):
 class GradeConfig:
     """Everything the engine needs; the CLI options are generated from these fields."""
 
-    assignment: str = _opt("01_cfg", "--assignment")
+    assignment: str = _opt("01_cfg", "--assignment",
+                           help="the assignment to grade (an id of cfgflow/course.py)")
     # holds {assignment}/{notebook}.ipynb (nbgrader source)
     source_dir: Path = _opt(DEFAULT_SOURCE, "--source", type=Path,
                             help="instructor source folder holding {assignment}/ (default: solutions/)")

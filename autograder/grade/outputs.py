@@ -54,15 +54,30 @@ def csv_columns(cells: list[CellInfo]) -> list[str]:
     return [c.key if multi else c.grade_id for c in cells]
 
 
+CELLS_COLUMN = "<grade_id>"
+CSV_COLUMNS = (  # (column, what it holds): the CSV's header, and docs/grading.md's table
+    ("student", "the student's folder name"),
+    ("assignment", "the assignment id"),
+    (CELLS_COLUMN, "one column per grade cell, in notebook order (`{notebook}/{grade_id}` when an "
+                   "assignment has several notebooks): the judge's points"),
+    ("total", "the sum of the cells"),
+    ("max_total", "the assignment's points"),
+    ("status", "how grading ended: " + ", ".join(f"`{s.value}`" for s in Status)),
+    ("reason", "why, when the status is not `ok`"),
+    ("notes", "repairs, cells stopped by the time-out, exit() calls, renamed files (separated by a "
+              "vertical bar)"),
+    ("isolation", "`bwrap` (the submission ran in the sandbox) or `none`"),
+)
+
+
 def write_csv(path: Path, results: list[StudentResult], cells: list[CellInfo], assignment: str) -> None:
-    """``student, assignment, <one column per grade cell>, total, max_total, status, reason, notes,
-    isolation``."""
+    """One row per student, a ``(max)`` row first; the columns of :data:`CSV_COLUMNS`."""
     cols = csv_columns(cells)
     max_total = sum(c.max_score for c in cells)
+    header = [name for col, _ in CSV_COLUMNS for name in (cols if col == CELLS_COLUMN else [col])]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["student", "assignment", *cols, "total", "max_total", "status", "reason", "notes",
-                    "isolation"])
+        w.writerow(header)
         w.writerow(["(max)", assignment, *[fmt(c.max_score) for c in cells],
                     fmt(max_total), fmt(max_total), "", "", "", ""])
         for r in results:

@@ -1,12 +1,13 @@
 """Each submission's record, written when its worker ends: a run killed at any point loses no
 finished submission, and the same command run again grades only what is missing.
 
-``OUT/records/{student}.json`` holds the student's :class:`~autograder.grade.outputs.StudentResult`
-and a digest of everything the grade depends on: the hand-in's files (names and bytes), the
-instructor's source notebooks, the grading code and the settings that change a grade. A rerun
-reuses a record whose digest still matches (its feedback page is already in ``OUT/feedback/``) and grades every other
-student: a changed hand-in, a changed source or setting, a student with no record. The CSV, the
-gradebook and the plain feedback pages are then written for everyone, from the records.
+``OUT/records/{student}.json`` holds the student's
+:class:`~autograder.grade.outputs.StudentResult` and a digest of everything the grade depends on:
+the hand-in's files (names and bytes), the instructor's source notebooks, the grading code and the
+settings that change a grade. A rerun reuses a record whose digest still matches (its feedback
+page is already in ``OUT/feedback/``) and grades every other student: a changed hand-in, a changed
+source or setting, a student with no record. The CSV, the gradebook and the plain feedback pages
+are then written for everyone, from the records.
 """
 
 from __future__ import annotations
