@@ -8,7 +8,7 @@ import io
 import pytest
 
 import cfgflow_ref as ref
-from autograder.catalog import entries
+from autograder.catalog import entries, shape_share
 from autograder.catalog.__main__ import evaluate
 from autograder.checks import PARTS, run_check
 from cfgflow import course
@@ -138,3 +138,16 @@ def test_one_mistake_costs_one_subcheck(entry):
             assert len(failed) > 1, f"{key} now fails only {failed}: drop it from WRONG_RESULT"
         else:
             assert len(failed) == 1, f"{key} ({'hidden' if hidden else 'visible'}) charged in {failed}"
+
+
+TRIVIAL = entries(kind="trivial")
+
+
+@pytest.mark.parametrize("entry", TRIVIAL, ids=lambda e: f"{e.part}-{e.name}")
+def test_trivial_stub_earns_at_most_the_shape_share(entry):
+    """Right-shaped output that computes nothing (zeros, ones, noise, a learned constant, the
+    input echoed) earns no more than the output-shape sub-check's share, in every mode."""
+    limit = shape_share(entry.part) + 1e-9
+    for mode in ({}, {"hidden": True}, {"graded": True}):
+        rep = run_check(entry.part, entry.cls, points=1, out=io.StringIO(), **mode)
+        assert rep.fraction <= limit, f"{mode or 'visible'}: {rep.fraction:.2f} > {limit:.2f}\n{rep.text}"

@@ -1,6 +1,8 @@
 """Catalogs that prove the checks: realistic WRONG implementations (mutants) of every graded
-part, each with the message substring its failure must contain, and genuinely different
-CORRECT implementations (alternatives) that must earn full marks.
+part, each with the message substring its failure must contain, genuinely different CORRECT
+implementations (alternatives) that must earn full marks, and TRIVIAL stubs that compute nothing
+(zeros, ones, noise, the input echoed, a learned constant: :mod:`.trivial`), which may earn at
+most the share of the part's output-shape sub-check.
 
 ``ENTRIES`` lists them all; ``python -m autograder.catalog --markdown`` prints the table of
 ``docs/grading-checks.md`` (it runs every check on every entry).
@@ -16,7 +18,7 @@ from typing import List, Optional
 class Entry:
     part: str
     name: str
-    kind: str               # "mutant" or "alternative"
+    kind: str               # "mutant", "alternative" or "trivial"
     cls: type
     expect: Optional[str]   # substring the failure text must contain (mutants)
     doc: str                # one line: what it does
@@ -24,7 +26,7 @@ class Entry:
 
 
 ENTRIES: List[Entry] = []
-CROSS_PART_MODULES = ("real",)  # catalog modules with entries of several parts (real-style variants)
+CROSS_PART_MODULES = ("real", "trivial")  # catalog modules with entries of several parts
 
 
 def _doc(cls) -> str:
@@ -46,6 +48,24 @@ def alternative(part: str):
         ENTRIES.append(Entry(part, cls.__name__, "alternative", cls, None, _doc(cls)))
         return cls
     return deco
+
+
+def trivial(part: str):
+    """Register a class as a trivial stub of ``part``: it may earn at most the share of the part's
+    ``shape`` sub-check, in every mode (:func:`shape_share`)."""
+    def deco(cls):
+        ENTRIES.append(Entry(part, cls.__name__, "trivial", cls, None, _doc(cls)))
+        return cls
+    return deco
+
+
+def shape_share(part: str) -> float:
+    """The share of ``part``'s points its ``shape`` sub-check carries (0 when it has none): what a
+    right-shaped output that computes nothing may earn."""
+    from autograder.checks import VISIBLE
+
+    subs = VISIBLE[part].subchecks
+    return sum(s.weight for s in subs if s.name == "shape") / sum(s.weight for s in subs)
 
 
 def entries(part: Optional[str] = None, kind: Optional[str] = None) -> List[Entry]:
