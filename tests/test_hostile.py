@@ -115,7 +115,9 @@ def test_builders_cover_the_brief():
                      "import_error", "deleted_tests", "test_to_markdown", "metadata_stripped",
                      "duplicate_grade_id", "reordered", "renamed_file", "cuda_only", "nan_outputs",
                      "tamper_allclose", "tamper_check", "reference_import", "read_secrets",
-                     "read_other_submission", "network", "write_outside", "fork_bomb", "disk_filler"}
+                     "read_other_submission", "network", "write_outside", "fork_bomb", "disk_filler",
+                     "zeros_stub", "forge_key", "judge_lines", "protocol_forger", "oversized", "oracle",
+                     "lookup_table", "answer_reader", "flood"}
     for c in cases:
         nbformat.validate(c.nb)
 
@@ -140,8 +142,8 @@ def test_complete_solution_grade_is_the_same_alone(graded):
 
 
 # Known holes found by this suite (xfail, strict: the mark must go once a hole is closed). The
-# former ``tamper_check`` hole (a student cell rebinding ``check``) is closed by the signed check
-# results (autograder/_signing.py): its scores have no valid signature and the engine zeroes them.
+# former ``tamper_check`` and key-stealing holes (a student cell rebinding ``check``, or reading
+# the grading key out of its closure) are closed by the judge: scores are born outside the kernel.
 _KNOWN_HOLES: dict = {}
 
 
@@ -170,6 +172,11 @@ def test_case_outcome(graded, name):
         assert sum(float(row[g]) for g in p.tests[k]) < p.max_of(k), info
     if "note" in exp:
         assert exp["note"].lower() in row["notes"].lower(), info
+    if "at_most" in exp and exp["at_most"] in graded["batch"]:
+        stub = graded["batch"][exp["at_most"]]
+        for k, tests in enumerate(p.tests):
+            assert sum(float(row[g]) for g in tests) <= sum(float(stub[g]) for g in tests) + 1e-9, (
+                f"{name} earns more than {exp['at_most']} on part {k}: {info}")
     if row["status"] == "ok" and float(row["total"]) < float(row["max_total"]):
         # points lost: the student's feedback says why (the failing test's output)
         fb = graded["root"] / "out" / "feedback" / f"{name}.html"
@@ -193,3 +200,75 @@ def test_escape_attempts_leak_nothing(graded):
 def test_isolation_column(graded):
     want = "bwrap" if bwrap_path() else "none"
     assert {r["isolation"] for n, r in graded["batch"].items() if n != "(max)"} == {want}
+
+
+def _page(graded, name: str) -> str:
+    import html
+    import re
+
+    raw = (graded["root"] / "out" / "feedback" / f"{name}.html").read_text(encoding="utf-8")
+    return html.unescape(re.sub(r"<[^>]+>", "", raw))
+
+
+def _answer_lines() -> set:
+    """Distinctive lines of the reference, the hidden configurations, the recorders and the judge:
+    none is in the student package or the release, so none may reach a feedback page."""
+    public = ""
+    for path in (REPO / "cfgflow").rglob("*.py"):
+        public += path.read_text(encoding="utf-8")
+    public += _REL.read_text(encoding="utf-8")
+    found = set()
+    for folder in ("cfgflow_ref", "autograder/checks", "autograder/judge", "autograder/catalog"):
+        for path in (REPO / folder).glob("*.py"):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if len(line) >= 30 and not line.startswith("#") and line not in public:
+                    found.add(line)
+    return found
+
+
+@pytest.mark.slow
+def test_no_feedback_page_holds_an_answer(graded):
+    """The answer-key reader finds nothing to print (its imports fail, its files do not exist in
+    the kernel's view); no page of the batch holds a line of the reference's source, the hidden
+    configurations' or recorders' code, or the judge's."""
+    if "answer_reader" not in graded["cases"]:
+        pytest.skip("answer_reader not graded in this run")
+    reader = _page(graded, "answer_reader")
+    assert "answer-key reader found 0 modules" in reader and "LEAKED" not in reader
+    lines = _answer_lines()
+    assert len(lines) > 200  # the check is not vacuous
+    for fb in (graded["root"] / "out" / "feedback").glob("*.html"):
+        text = _page(graded, fb.stem)
+        leaked = [line for line in lines if line in text]
+        assert not leaked, f"{fb.name} holds answer lines: {leaked[:3]}"
+
+
+@pytest.mark.slow
+def test_flood_is_capped_on_its_page(graded):
+    if "flood" not in graded["cases"]:
+        pytest.skip("flood not graded in this run")
+    page = graded["root"] / "out" / "feedback" / "flood.html"
+    assert page.stat().st_size < 2_000_000, page.stat().st_size
+    assert "the grader cut" in _page(graded, "flood")
+
+
+@pytest.mark.slow
+def test_the_judge_answers_no_oracle(graded):
+    """20 queries outside a test cell and one from inside the graded method: all refused, while the
+    genuine checks of the same notebook earn full marks."""
+    if "oracle" not in graded["cases"]:
+        pytest.skip("oracle not graded in this run")
+    text = _page(graded, "oracle")
+    assert "oracle queries refused: 20" in text and "ORACLE ANSWERED" not in text
+
+
+@pytest.mark.slow
+def test_forged_lines_never_reach_a_page_as_scores(graded):
+    """A forger's printed full-marks lines are replaced by the judge's in every test cell."""
+    for name in ("forge_key", "judge_lines"):
+        if name not in graded["cases"]:
+            continue
+        text = _page(graded, name)
+        assert "[cfg_loss] score 4 / 4" not in text and "[cfgflow-signed]" not in text.split("check(")[0]
+        assert "did not reach the judge" in text
