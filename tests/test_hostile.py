@@ -265,10 +265,11 @@ def test_the_judge_answers_no_oracle(graded):
 
 @pytest.mark.slow
 def test_forged_lines_never_reach_a_page_as_scores(graded):
-    """A forger's printed full-marks lines are replaced by the judge's in every test cell."""
+    """Each test cell of the forgers shows the judge's record (no session: 0), not the full-marks
+    lines the forged check printed there."""
     for name in ("forge_key", "judge_lines"):
         if name not in graded["cases"]:
             continue
         text = _page(graded, name)
-        assert "[cfg_loss] score 4 / 4" not in text and "[cfgflow-signed]" not in text.split("check(")[0]
-        assert "did not reach the judge" in text
+        assert text.count("did not reach the judge") == len(graded["parts"].all_tests), name
+        assert "PASS  every sub-check" not in text, name
