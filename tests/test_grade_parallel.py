@@ -265,3 +265,52 @@ def test_three_shards_merged_equal_one_run(graded, course, tmp_path):
     assert (tmp_path / "merged" / "grades.csv").read_bytes() == one
     assert sorted(p.name for p in (tmp_path / "merged" / "feedback").glob("*.html")) == sorted(
         f"{s}.html" for s in EXPECTED)
+
+
+@pytest.mark.slow
+def test_a_killed_run_keeps_what_it_finished(graded, course, tmp_path):
+    """SIGTERM halfway through (a scheduler's time limit): the finished submissions' records stay
+    (no CSV yet); the same command then grades only the rest and writes the same CSV as an
+    uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "autograder.grade", str(course["subs"]), "--assignment", A,
+           "--source", str(course["cfg"].source_dir), "--workers", "1", "--cell-timeout", "8",
+           "--submission-timeout", "120", "--no-progress", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and len(list(out.glob("records/*.json"))) < 3:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=180)
+    kept = sorted(p.stem for p in out.glob("records/*.json"))
+    assert 3 <= len(kept) < 9, kept
+    assert not (out / "grades.csv").exists()
+    again = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{len(kept)} of 9 submissions already graded" in again.stdout
+    assert (out / "grades.csv").read_text() == (course["root"] / "out1" / "grades.csv").read_text()
+    assert sorted(p.stem for p in out.glob("feedback/*.html")) == sorted(
+        p.stem for p in (course["root"] / "out1").glob("feedback/*.html"))
+
+
+@pytest.mark.slow
+def test_a_changed_hand_in_is_graded_again(graded, course, tmp_path):
+    """Records are keyed by the hand-in's bytes: a rerun after one student re-submitted grades
+    that student only."""
+    subs = tmp_path / "subs"
+    shutil.copytree(course["subs"] / "complete", subs / "complete")
+    shutil.copytree(course["subs"] / "buggy_add", subs / "buggy_add")
+    cfg, out = course["cfg"], tmp_path / "out"
+    first = {r.student: r for r in grade_submissions(subs, cfg, out)[0]}
+    shutil.copy(course["subs"] / "complete" / f"{A}.ipynb", subs / "buggy_add" / f"{A}.ipynb")
+    again = {r.student: r for r in grade_submissions(subs, cfg, out)[0]}
+    assert first["buggy_add"].scores["tiny/test_add"] == 0 and again["buggy_add"].scores["tiny/test_add"] == 2
+    assert again["complete"].wall_s == first["complete"].wall_s  # the record, not a new grading

@@ -211,12 +211,13 @@ def _page(graded, name: str) -> str:
 
 
 def _answer_lines() -> set:
-    """Distinctive lines of the reference, the hidden configurations, the recorders and the judge:
-    none is in the student package or the release, so none may reach a feedback page."""
+    """Distinctive lines of the reference, the hidden configurations, the recorders, the catalogs
+    and the judge: none is in the student package, the release or the solutions (a complete
+    hand-in's own code is on its page), so none may reach a feedback page."""
     public = ""
-    for path in (REPO / "cfgflow").rglob("*.py"):
+    for path in [*(REPO / "cfgflow").rglob("*.py"), *(REPO / "solutions").glob("*/*.py"),
+                 *(REPO / "notebooks").glob("*/*.ipynb")]:
         public += path.read_text(encoding="utf-8")
-    public += _REL.read_text(encoding="utf-8")
     found = set()
     for folder in ("cfgflow_ref", "autograder/checks", "autograder/judge", "autograder/catalog"):
         for path in (REPO / folder).glob("*.py"):
@@ -273,3 +274,46 @@ def test_forged_lines_never_reach_a_page_as_scores(graded):
         text = _page(graded, name)
         assert text.count("did not reach the judge") == len(graded["parts"].all_tests), name
         assert "PASS  every sub-check" not in text, name
+
+
+@pytest.fixture(scope="module")
+def graded_dit(tmp_path_factory):
+    """02_dit's complete solution with the answer-key reader's cell, graded by the engine."""
+    from autograder.hostile import _READER, _append, _escape, complete_submission
+
+    a = "02_dit"
+    src = trim_for_ci(_read(REPO / "solutions" / a / f"{a}.ipynb"))
+    rel = trim_for_ci(_read(REPO / "notebooks" / a / f"{a}.ipynb"))
+    root = tmp_path_factory.mktemp("hostile_dit")
+    (root / "source" / a).mkdir(parents=True)
+    nbformat.write(src, str(root / "source" / a / f"{a}.ipynb"))
+    nb = complete_submission(src, rel)
+    first = next(c.metadata["nbgrader"]["grade_id"] for c in src.cells
+                 if c.get("metadata", {}).get("nbgrader", {}).get("solution"))
+    _append(nb, first, _escape(_READER))
+    (root / "subs" / "answer_reader").mkdir(parents=True)
+    nbformat.write(nb, str(root / "subs" / "answer_reader" / f"{a}.ipynb"))
+    env = {**os.environ, "CFGFLOW_OFFLINE": "1"}
+    env.setdefault("CFGFLOW_DATA", "/tmp/mnistcache")
+    cmd = [sys.executable, "-m", "autograder.grade", str(root / "subs"), "--assignment", a, "--source",
+           str(root / "source"), "--workers", "1", "--out", str(root / "out"), "--no-progress", *LIMITS]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(root / "out" / "grades.csv", newline="", encoding="utf-8") as f:
+        row = next(r for r in csv.DictReader(f) if r["student"] == "answer_reader")
+    return {"row": row, "page": root / "out" / "feedback" / "answer_reader.html"}
+
+
+@pytest.mark.slow
+def test_answer_reader_finds_nothing_in_02_dit(graded_dit):
+    """In 02_dit too (whose reference the 01_cfg reader would have handed back weeks early): full
+    marks, nothing found, no answer line on the page."""
+    import html
+    import re
+
+    row = graded_dit["row"]
+    assert row["status"] == "ok" and float(row["total"]) == float(row["max_total"]), row
+    text = html.unescape(re.sub(r"<[^>]+>", "", graded_dit["page"].read_text(encoding="utf-8")))
+    assert "answer-key reader found 0 modules" in text and "LEAKED" not in text
+    leaked = [line for line in _answer_lines() if line in text]
+    assert not leaked, leaked[:3]
