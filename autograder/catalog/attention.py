@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -165,3 +167,108 @@ class QueryAndFusedKV(nn.Module):
         k, v = rearrange(self.to_kv(x), "b n (two h d) -> two b h n d", two=2, h=self.h)
         o = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(rearrange(o, "b h n d -> b n (h d)"))
+
+
+class _Head(nn.Module):
+    """One head: bias-free query, key, value Linear(dim, head_dim), ``(b, n, dim) -> (b, n, head_dim)``."""
+
+    def __init__(self, dim, head_dim):
+        super().__init__()
+        self.query = nn.Linear(dim, head_dim, bias=False)
+        self.key = nn.Linear(dim, head_dim, bias=False)
+        self.value = nn.Linear(dim, head_dim, bias=False)
+
+    def forward(self, x):
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1]), dim=-1)
+        return w @ v
+
+
+@alternative(P)
+class RealPerHeadModules(nn.Module):
+    """Issue 20's real case: one small module per head (attributes head_0, head_1, ...), each with
+    bias-free q, k, v Linear(dim, dim // heads), outputs concatenated, then an output Linear(dim, dim)."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.n_heads = heads
+        for i in range(heads):
+            self.add_module(f"head_{i}", _Head(dim, dim // heads))
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        return self.out(torch.cat([getattr(self, f"head_{i}")(x) for i in range(self.n_heads)], dim=-1))
+
+
+@mutant(P, "output projection")
+class PerHeadNoOut(RealPerHeadModules):
+    """Per-head modules, the output projection defined but never applied."""
+
+    def forward(self, x):
+        return torch.cat([getattr(self, f"head_{i}")(x) for i in range(self.n_heads)], dim=-1)
+
+
+class _DimScaleHead(_Head):
+    """A head that scales its scores by the model's width: ``(b, n, dim) -> (b, n, head_dim)``."""
+
+    def forward(self, x):
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(x.shape[-1]), dim=-1) @ v
+
+
+@mutant(P, "dim**-0.5")
+class PerHeadDimScale(RealPerHeadModules):
+    """Per-head modules scaling scores by dim**-0.5 instead of head_dim**-0.5."""
+
+    def __init__(self, dim, heads):
+        super().__init__(dim, heads)
+        for i in range(heads):
+            self.add_module(f"head_{i}", _DimScaleHead(dim, dim // heads))
+
+
+class _KeyFirstHead(nn.Module):
+    """One head, key defined first, with biases: ``(b, n, dim) -> (b, n, hd)``."""
+
+    def __init__(self, dim, head_size):
+        super().__init__()
+        self.key = nn.Linear(dim, head_size)
+        self.query = nn.Linear(dim, head_size)
+        self.value = nn.Linear(dim, head_size)
+
+    def forward(self, x):
+        k, q = self.key(x), self.query(x)
+        wei = (q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5).softmax(dim=-1)
+        return wei @ self.value(x)
+
+
+@alternative(P)
+class ModuleListOfHeads(nn.Module):
+    """nn.ModuleList of heads (key, query, value with biases, in that order), concatenated, projected."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = nn.ModuleList([_KeyFirstHead(dim, dim // heads) for _ in range(heads)])
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        return self.proj(torch.cat([h(x) for h in self.heads], dim=-1))
+
+
+@alternative(P)
+class PerHeadListsSummedOut(nn.Module):
+    """One ModuleList per projection (q of every head, then k, then v: Linear(dim, dim // heads)) and a
+    per-head output Linear(dim // heads, dim), the heads' projected outputs summed."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        hd = dim // heads
+        self.q = nn.ModuleList([nn.Linear(dim, hd) for _ in range(heads)])
+        self.k = nn.ModuleList([nn.Linear(dim, hd) for _ in range(heads)])
+        self.v = nn.ModuleList([nn.Linear(dim, hd) for _ in range(heads)])
+        self.o = nn.ModuleList([nn.Linear(hd, dim) for _ in range(heads)])
+
+    def forward(self, x):
+        out = 0
+        for q, k, v, o in zip(self.q, self.k, self.v, self.o):
+            out = out + o(F.scaled_dot_product_attention(q(x), k(x), v(x)))
+        return out

@@ -1,14 +1,20 @@
 """mha: ``MHA(dim, heads)``, ``(b, n, d) -> (b, n, d)``.
 
-The student's projections are discovered (one fused ``Linear(dim, 3 dim)``, separate q/k/v/out
-``Linear(dim, dim)``, q plus a fused ``Linear(dim, 2 dim)``, or an ``nn.MultiheadAttention``).
+The student's projections are discovered by their sizes, not their names or containers (one fused
+``Linear(dim, 3 dim)``, separate q/k/v/out ``Linear(dim, dim)``, q plus a fused ``Linear(dim, 2 dim)``,
+an ``nn.MultiheadAttention``, or one small module per head: per-head ``Linear(dim, dim // heads)``
+projections stacked into one fused layout, with one output ``Linear(dim, dim)`` or per-head
+``Linear(dim // heads, dim)`` ones summed).
 For every layout that is a relabelling of the same function class (any order of q/k/v blocks in
 the fused output, heads split ``(h hd)`` or ``(hd h)`` consistently, merged either way) the probe
 writes the given canonical weights into the student's projections in that layout, with ``heads``
 heads and with one, and reports the student's own forward's output on the given input. The
 verdict compares those outputs with the reference's (recorded: ``data/mha.json``; graded: computed
 by the judge) and with the outputs of known-wrong variants (scale, softmax axis, one head, no
-output projection), which name the mistake.
+output projection), which name the mistake. The token-order and batch sub-checks are credited only
+where the output is computed: it changes with the input, with the module's weights and, at a
+token, with the other tokens (:func:`_dependence`), which a constant, an echo of the input or any
+output that computes nothing does not.
 """
 
 from __future__ import annotations
@@ -36,10 +42,51 @@ HEADS = ["(h hd)", "(hd h)"]
 NO_OUT = "missing output projection: apply the output Linear(dim, dim) to the merged heads"
 
 
+class _Cat:
+    """Several parameters as one, concatenated along ``axis``: ``copy_`` writes consecutive blocks
+    of a value into them (in the order given), ``zero_`` zeroes them all."""
+
+    def __init__(self, params, axis):
+        self.params, self.axis = list(params), axis
+
+    def copy_(self, value):
+        start = 0
+        for p in self.params:
+            size = p.shape[self.axis]
+            p.copy_(value.narrow(self.axis, start, size))
+            start += size
+        if start != value.shape[self.axis]:
+            raise ValueError(f"{start} rows/columns for a value of {value.shape[self.axis]}")
+        return self
+
+    def zero_(self):
+        for p in self.params:
+            p.zero_()
+        return self
+
+
+class _Stack:
+    """Several ``nn.Linear`` taken as one (a ``weight`` and a ``bias`` like a Linear's, writable):
+    stacked along the output rows (``axis=0``: per-head projections ``Linear(dim, hd)``, outputs
+    concatenated) or along the input columns (``axis=1``: per-head output projections
+    ``Linear(hd, dim)``, outputs summed)."""
+
+    def __init__(self, lins, axis):
+        self.weight = _Cat([m.weight for m in lins], axis)
+        biases = [m.bias for m in lins if m.bias is not None]
+        self.bias = _Cat(biases, 0) if biases else None
+
+
 def projections(model, dim):
     """The student's candidate projections: every ``nn.Linear``, the square ``Linear(dim, dim)``
-    ones (q, k, v or output) and the fused ``(weight, bias)`` of ``Linear(dim, 3 dim)`` or an
-    ``nn.MultiheadAttention`` (whose output projection joins the square ones)."""
+    ones (q, k, v or output), the fused ``(weight, bias)`` of ``Linear(dim, 3 dim)`` or an
+    ``nn.MultiheadAttention`` (whose output projection joins the square ones), and the narrower
+    projections a per-head layout is made of, found by their sizes, not their names or containers
+    (attributes, ``nn.ModuleList``, one module per head): the ``Linear(dim, k < dim)`` whose widths
+    add up to ``3 dim``, stacked in module order into one fused ``(weight, bias)`` (q, k, v of each
+    head, or q of every head then k then v: the fused layouts' relabellings cover both), and the
+    ``Linear(k < dim, dim)`` whose inputs add up to ``dim``, taken as one output projection
+    (``outs``, only an output projection)."""
     lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
     sq = [m for m in lins if m.in_features == dim and m.out_features == dim]
     fused = [(m.weight, m.bias) for m in lins if m.in_features == dim and m.out_features == 3 * dim]
@@ -47,14 +94,20 @@ def projections(model, dim):
         if isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
             fused.append((m.in_proj_weight, m.in_proj_bias))
             sq.append(m.out_proj)
-    return lins, sq, fused
+    narrow = [m for m in lins if m.in_features == dim and m.out_features < dim]
+    if len(narrow) > 1 and sum(m.out_features for m in narrow) == 3 * dim:
+        stack = _Stack(narrow, 0)
+        fused.append((stack.weight, stack.bias))
+    outs = [m for m in lins if m.out_features == dim and m.in_features < dim]
+    outs = [_Stack(outs, 1)] if len(outs) > 1 and sum(m.in_features for m in outs) == dim else []
+    return lins, sq, fused, outs
 
 
 def candidates(model, dim):
     """Yield ``(write, outs)``: ``write(h, wq, wk, wv)`` puts canonical q/k/v weights (each
     ``(dim, dim)``, rows ``(h hd)``) into the student's projections in one layout (``ValueError``
     when ``h`` does not divide them); ``outs`` the possible output projections (None: none)."""
-    lins, sq, fused = projections(model, dim)
+    lins, sq, fused, outs = projections(model, dim)
 
     def put(weight, bias, value):
         weight.copy_(value)
@@ -72,7 +125,7 @@ def candidates(model, dim):
                     for j, i in enumerate(order):
                         blocks[i] = heads_of(qkv[j], h)
                     put(w, b, rearrange(torch.stack(blocks), f"three h hd i -> {split} i"))
-                yield write, list(sq) + [None]
+                yield write, list(sq) + outs + [None]
     for kv in (m for m in lins if m.in_features == dim and m.out_features == 2 * dim):
         for q_lin in sq:
             for order in ((0, 1), (1, 0)):
@@ -82,7 +135,7 @@ def candidates(model, dim):
                         blocks = [None] * 2
                         blocks[order[0]], blocks[order[1]] = heads_of(wk, h), heads_of(wv, h)
                         put(kv.weight, kv.bias, rearrange(torch.stack(blocks), f"two h hd i -> {split} i"))
-                    yield write, [m for m in sq if m is not q_lin] + [None]
+                    yield write, [m for m in sq if m is not q_lin] + outs + [None]
     if len(sq) >= 3:
         for perm in itertools.permutations(sq, 3):
             rest = [m for m in sq if all(m is not p for p in perm)]
@@ -90,7 +143,7 @@ def candidates(model, dim):
                 def write(h, *qkv, perm=perm, split=split):
                     for m, w in zip(perm, qkv):
                         put(m.weight, m.bias, rearrange(heads_of(w, h), f"h hd i -> {split} i"))
-                yield write, rest + [None]
+                yield write, rest + outs + [None]
 
 
 # (name of the recorded output, message): the correct formula first, then the known mistakes
@@ -103,8 +156,9 @@ VARIANTS = [
      "to 1"),
 ]
 ONE_HEAD = "heads ignored: split q, k, v into `heads` heads of size dim // heads"
-NO_PROJECTIONS = ("no projections found: use a fused nn.Linear(dim, 3 * dim) or separate "
-                  "nn.Linear(dim, dim) for q, k, v, plus an output nn.Linear(dim, dim)")
+NO_PROJECTIONS = ("no projections found: use a fused nn.Linear(dim, 3 * dim), separate "
+                  "nn.Linear(dim, dim) for q, k, v or nn.Linear(dim, dim // heads) for q, k, v of each head, "
+                  "plus an output nn.Linear(dim, dim)")
 FINAL = ("values differ from multi-head attention computed with your projections "
          "(softmax(q k^T / sqrt(head_dim)) v per head, heads merged, output projection)")
 
@@ -220,16 +274,60 @@ def _verdict_shape(obs, exp):
 
 
 @torch.no_grad()
+def _dependence(model, x):
+    """What a computed output depends on (the model's weights are changed last): the output on
+    ``x: (b, n, dim)``; on another input; on ``x`` with every token but the first redrawn; on ``x``
+    with every parameter moved (each ``(b, n, dim)`` where the student's module gets it right)."""
+    mixed = x.clone()
+    mixed[:, 1:] = torch.randn_like(mixed[:, 1:])
+    obs = {"out": as_obs(model(x)), "other_x": as_obs(model(torch.randn_like(x))),
+           "other_tokens": as_obs(model(mixed))}
+    for p in model.parameters():
+        p.add_(torch.randn_like(p) * 0.5)
+    obs["reweighted"] = as_obs(model(x))
+    return obs
+
+
+def _same(a, b) -> bool:
+    """Both tensors of one shape, equal up to rounding (an output that did not change)."""
+    return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and close(a, b, 1e-6)
+
+
+def _first(y):
+    """The first token ``(b, 1, dim)`` of an output ``(b, n, dim)``; anything else as it is."""
+    return y[:, :1] if isinstance(y, torch.Tensor) and y.dim() == 3 else y
+
+
+def _verdict_dependence(dep, credited: str, tokens: bool):
+    """Fail unless the output changes with the input, with the weights and (``tokens``) at a token
+    with the other tokens; ``credited`` names the property that is then not credited."""
+    out = dep["out"]
+    if _same(out, dep["other_x"]):
+        raise Fail(f"your output does not depend on x: the same output for another input, so {credited} "
+                   "is not credited (compute attention over the tokens)")
+    if _same(out, dep["reweighted"]):
+        raise Fail(f"your output does not change when the weights do: {credited} is not credited (apply "
+                   "your q, k, v and output projections)")
+    if tokens and _same(_first(out), _first(dep["other_tokens"])):
+        raise Fail(f"your output at a token does not depend on the other tokens, so {credited} is not "
+                   "credited (each query attends to every key: softmax(q k^T / sqrt(head_dim)) v)")
+
+
+@torch.no_grad()
 def _probe_equivariant(ctx):
-    """The output on tokens rolled by one, and the output on the tokens, rolled by one."""
+    """The output on tokens rolled by one, and the output on the tokens, rolled by one; what the
+    output depends on (:func:`_dependence`)."""
     model = _build(ctx)
     dim, n = ctx["dim"], ctx["n"]
     x = torch.randn(2, n, dim)
     perm = torch.roll(torch.arange(n), 1)
-    return {"of_permuted": as_obs(model(x[:, perm])), "permuted": as_obs(model(x)[:, perm])}
+    obs = {"of_permuted": as_obs(model(x[:, perm])), "permuted": as_obs(model(x)[:, perm])}
+    obs["depends"] = _dependence(model, x)
+    return obs
 
 
 def _verdict_equivariant(obs, exp):
+    _verdict_dependence(obs["depends"], "permutation equivariance", tokens=True)
     if not close(obs["of_permuted"], obs["permuted"], 1e-4):
         raise Fail("permuting the tokens does not permute the output: heads split/merged in a scrambled "
                    "order "
@@ -239,14 +337,18 @@ def _verdict_equivariant(obs, exp):
 
 @torch.no_grad()
 def _probe_batch(ctx):
-    """Sample 1 of a batch of 3 and the same sample alone."""
+    """Sample 1 of a batch of 3 and the same sample alone; what the output depends on
+    (:func:`_dependence`)."""
     model = _build(ctx)
     dim, n = ctx["dim"], ctx["n"]
     x = torch.randn(3, n, dim)
-    return {"in_batch": as_obs(model(x)[1:2]), "alone": as_obs(model(x[1:2]))}
+    obs = {"in_batch": as_obs(model(x)[1:2]), "alone": as_obs(model(x[1:2]))}
+    obs["depends"] = _dependence(model, x)
+    return obs
 
 
 def _verdict_batch(obs, exp):
+    _verdict_dependence(obs["depends"], "batch independence", tokens=False)
     if not close(obs["in_batch"], obs["alone"], 1e-5):
         raise Fail("sample 1 of a batch differs from the same sample alone: attention mixes the batch "
                    "(check the head split/merge reshapes)")
@@ -269,7 +371,13 @@ PART = Part(
     rationale=(
         "The attention values computed with the student's own projections are the result (2); the output "
         "shape (1). Permutation equivariance (0.5) names a head split that mixes tokens; batch "
-        "independence (0.5)."
+        "independence (0.5). Both are credited only where the output is computed: it must change with "
+        "the input x, with the module's weights (all moved at once) and, for equivariance, at a token "
+        "with the other tokens (attention mixes them); a constant, an echo of x or a per-token map is "
+        "trivially equivariant and batch-independent. The values need no such rule: they must equal "
+        "attention computed from the given input and weights. Projections are found by their sizes "
+        "(fused, separate, per head, in any container), so any layout of multi-head attention earns "
+        "full marks."
     ),
     given=GIVEN,
 )
