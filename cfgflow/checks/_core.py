@@ -304,6 +304,84 @@ def zero_parameters(module: nn.Module) -> List[str]:
 
 
 # --------------------------------------------------------------------------------------------
+# dependence: a property is credited only where the output carries it (a constant output is the
+# same at every t, in any batch, in any token order: it shows none of those properties)
+
+def dependence(run: Callable[..., Any], args: Sequence[Any],
+               changes: Optional[Dict[str, Sequence[Any]]] = None, weights: Optional[Any] = None,
+               seed: int = 0) -> Observation:
+    """The probe's side of :func:`expect_dependence`: ``run(*args)`` (``base``), the same call
+    again (``again``: a function of its inputs gives the same output), the call with each entry of
+    ``changes`` (a name, e.g. ``"t"``, and the arguments with that input changed), and, with
+    ``weights`` (the module's parameters, or the tensors that play their part), the call once more
+    with each of those tensors nudged by noise from its own generator (``weights``; restored
+    afterwards, the global random state untouched). ``n_weights``: how many were nudged."""
+    obs: Observation = {"base": as_obs(run(*args)), "again": as_obs(run(*args)), "changes": {},
+                        "weights": None, "n_weights": 0}
+    for name, other in (changes or {}).items():
+        obs["changes"][name] = as_obs(run(*other))
+    if weights is None:
+        return obs
+    seen, ws = set(), []
+    for w in weights:
+        if isinstance(w, torch.Tensor) and w.dtype.is_floating_point and w.numel() and id(w) not in seen:
+            seen.add(id(w))
+            ws.append(w)
+    obs["n_weights"] = len(ws)
+    if not ws:
+        return obs
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        saved = [w.detach().clone() for w in ws]
+        for w in ws:  # N(0, 1/fan_in) on a matrix, N(0, 0.3^2) on a vector: the output must move
+            scale = 1 / max(1, w[0].numel()) ** 0.5 if w.dim() >= 2 else 0.3
+            w.add_(scale * torch.randn(w.shape, generator=g, dtype=torch.float32).to(w.dtype))
+    try:
+        obs["weights"] = as_obs(run(*args))
+    finally:
+        with torch.no_grad():
+            for w, old in zip(ws, saved):
+                w.copy_(old)
+    return obs
+
+
+NO_DEPENDENCE = ("your output does not depend on {0}: changing {0} leaves it as it was, so this sub-check "
+                 "has nothing to credit")
+DEPENDENCE_TOL = 1e-6  # outputs closer than this (relative, :func:`close`) count as the same output
+
+
+def _unchanged(other, base) -> bool:
+    same_shape = isinstance(other, torch.Tensor) and other.shape == base.shape
+    return same_shape and close(other, base, DEPENDENCE_TOL)
+
+
+def expect_dependence(dep: Observation, on: Sequence[str] = (), weights: bool = True,
+                      shown: Optional[Dict[str, bool]] = None) -> None:
+    """The verdict's side of :func:`dependence`: fail unless the output is a function of the
+    inputs (two calls on the same inputs agree), changes with every input named in ``on`` (keys
+    of the probe's ``changes``: a missing one is a malformed observation) and every input of
+    ``shown`` whose value is False (a dependence the verdict read off other outputs, e.g. basis
+    responses), and, with ``weights``, changes when the module's weights do; in that order. Decides
+    nothing when the output is not a finite tensor (the sub-check's own verdict names what is
+    wrong with it)."""
+    base = dep["base"]
+    if not isinstance(base, torch.Tensor) or not bool(torch.isfinite(base.detach()).all()):
+        return
+    if not _unchanged(dep["again"], base):
+        raise Fail("your output is not a function of the inputs: two calls on the same inputs gave different "
+                   "outputs (random values?), so it shows none of the properties checked here")
+    for name in on:
+        if _unchanged(dep["changes"][name], base):
+            raise Fail(NO_DEPENDENCE.format(name))
+    for name, depends in (shown or {}).items():
+        if not depends:
+            raise Fail(NO_DEPENDENCE.format(name))
+    if weights and (int(dep["n_weights"]) == 0 or _unchanged(dep["weights"], base)):
+        raise Fail("your output does not change when the weights do: compute it with your module's own "
+                   "layers (parameters), else this sub-check has nothing to credit")
+
+
+# --------------------------------------------------------------------------------------------
 # refusal of reference code (cfgflow_ref: the instructors' package; students do not have it)
 
 def _graded_reference_classes():

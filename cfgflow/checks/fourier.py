@@ -20,6 +20,8 @@ from ._core import (
     as_obs,
     at_batch1,
     close,
+    dependence,
+    expect_dependence,
     expect_shape,
     shape_of,
     with_t4,
@@ -117,14 +119,27 @@ def _verdict_learnable(obs, exp):
         raise Fail("no gradient reaches the weights: compute the features from the parameter itself")
 
 
+def _dependence(ctx, enc, t):
+    """What :func:`expect_dependence` reads: the encoder on ``t``, on other times, and with its
+    frequencies (:func:`_find_weights`: a buffer counts, learnability is another sub-check's) nudged."""
+    try:
+        weights = [_find_weights(enc, ctx["dim"])[0]]
+    except Fail:
+        weights = []  # no frequencies: the verdict says the output does not change with weights
+    other = torch.rand(t.shape, generator=torch.Generator().manual_seed(int(ctx["seed"])))
+    return dependence(enc, (t,), {"t": (other,)}, weights, seed=int(ctx["seed"]))
+
+
 def _probe_t_shapes(ctx):
     enc, b = _build(ctx), ctx["b"]
     t = torch.rand(b)
     a = enc(t)
-    return {"b_": as_obs(a), "b111": as_obs(with_t4(enc, t.reshape(b, 1, 1, 1)))}
+    return {"b_": as_obs(a), "b111": as_obs(with_t4(enc, t.reshape(b, 1, 1, 1))),
+            "dep": _dependence(ctx, enc, t)}
 
 
 def _verdict_t_shapes(obs, exp):
+    expect_dependence(obs["dep"], ("t",))
     c = obs["b111"]
     if not close(c, obs["b_"], 1e-6):
         raise Fail(f"t of shape (b, 1, 1, 1) gives {shape_of(c)} or other values than t of shape (b,): "
@@ -137,10 +152,11 @@ def _probe_batch1(ctx):
     enc = _build(ctx)
     t = torch.rand(2)
     want = enc(t)[:1]
-    return {"pair": want, "single": as_obs(at_batch1(enc, t[:1]))}
+    return {"pair": want, "single": as_obs(at_batch1(enc, t[:1])), "dep": _dependence(ctx, enc, t)}
 
 
 def _verdict_batch1(obs, exp):
+    expect_dependence(obs["dep"], ("t",))
     out, want = obs["single"], obs["pair"]
     if not isinstance(out, torch.Tensor) or out.shape != want.shape:
         raise Fail(f"at batch size 1 (t of shape (1,)) the output has shape {shape_of(out)}, but "
@@ -166,7 +182,11 @@ PART = Part(
     rationale=(
         "The formula's values are the result (2); the output width (1) is what the DiT needs; frozen "
         "frequencies give the right features but train differently (1). Accepting t of shape (b, 1, 1, 1) "
-        "and batch size 1 are pinned conventions (0.5 each)."
+        "and batch size 1 are pinned conventions (0.5 each). A convention is credited only where the output "
+        "carries it: the output compared must be a function of t (the same t twice gives the same output), "
+        "change when t changes and when the frequency weights do; an output that does not (zeros, a "
+        "constant, noise) earns the shape's share at most. The values and learnable sub-checks establish "
+        "this themselves (the reference's output with the given weights; a gradient reaching the weights)."
     ),
     given=GIVEN,
 )

@@ -23,6 +23,8 @@ from ._core import (
     as_obs,
     at_batch1,
     close,
+    dependence,
+    expect_dependence,
     expect_shape,
     shape_of,
     with_t4,
@@ -144,14 +146,23 @@ def _verdict_values(obs, exp):
     raise Fail(FINAL)
 
 
+def _dependence(ctx, model, x, t, y):
+    """What :func:`expect_dependence` reads: the model on ``(x, t, y)``, on another ``x`` drawn from
+    the part's own generator, and with its parameters nudged."""
+    other = torch.randn(x.shape, generator=torch.Generator().manual_seed(int(ctx["seed"])))
+    return dependence(model, (x, t, y), {"x": (other, t, y)}, list(model.parameters()), seed=int(ctx["seed"]))
+
+
 def _probe_t_shapes(ctx):
     model = _build(ctx)
     x, t, y = _inputs(ctx)
     a = model(x, t, y)
-    return {"b_": as_obs(a), "b111": as_obs(with_t4(model, x, t.reshape(-1, 1, 1, 1), y))}
+    return {"b_": as_obs(a), "b111": as_obs(with_t4(model, x, t.reshape(-1, 1, 1, 1), y)),
+            "dep": _dependence(ctx, model, x, t, y)}
 
 
 def _verdict_t_shapes(obs, exp):
+    expect_dependence(obs["dep"], ("x",))
     c = obs["b111"]
     if not close(c, obs["b_"], 1e-6):
         raise Fail(f"t of shape (b, 1, 1, 1) gives {shape_of(c)} or other values: reshape t to (b, 1) "
@@ -162,10 +173,11 @@ def _probe_batch1(ctx):
     """Batch size 1 with t of shape (1,) (the (b, 1, 1, 1) shape is t_shapes')."""
     model = _build(ctx)
     x, t, y = _inputs(ctx, 1)
-    return {"out": as_obs(at_batch1(model, x, t, y))}
+    return {"out": as_obs(at_batch1(model, x, t, y)), "dep": _dependence(ctx, model, x, t, y)}
 
 
 def _verdict_batch1(obs, exp):
+    expect_dependence(obs["dep"], ("x",))
     expect_shape(obs["out"], (1, exp["dim"]), "output at batch size 1 (t of shape (1,))", BATCH1_HINT)
 
 
@@ -176,15 +188,17 @@ def _probe_null(ctx):
     x, t, _ = _inputs(ctx)
     y = torch.full((ctx["b"],), ctx["num_classes"], dtype=torch.long)
     try:
-        return {"out": as_obs(model(x, t, y)), "index_error": None}
+        out = as_obs(model(x, t, y))
     except IndexError as e:
-        return {"out": None, "index_error": str(e)}
+        return {"out": None, "index_error": str(e), "dep": None}
+    return {"out": out, "index_error": None, "dep": _dependence(ctx, model, x, t, y)}
 
 
 def _verdict_null(obs, exp):
     if obs["index_error"] is not None:
         raise Fail(f"null label {exp['num_classes']} fails ({obs['index_error']}): the embedding needs "
                    "num_classes + 1 rows")
+    expect_dependence(obs["dep"], ("x",))
     expect_shape(obs["out"], (exp["b"], exp["dim"]))
 
 
@@ -206,7 +220,14 @@ PART = Part(
     rationale=(
         "The values are the result (2). The output shape (1) is what the sampler needs and the null "
         "label's row (1) is what guidance needs. Accepting t of shape (b, 1, 1, 1) and batch size 1 are "
-        "conventions the docstring pins that leave the math alone (0.5 each)."
+        "conventions the docstring pins that leave the math alone (0.5 each). A property is credited only "
+        "where the output carries it: in t_shapes, batch1 and null the output must be a function of the "
+        "inputs (the same inputs twice give the same output) computed by the module (it changes with the "
+        "sample x and with the module's parameters), so zeros, a constant, noise or x echoed earn the "
+        "shape's share at most. Whether the output depends on t and on the label is the values "
+        "sub-check's finding (the reference's output with the given weights; its messages name a missing "
+        "t or label): a field that ignores t or the label is charged there once, not again in t_shapes "
+        "or null."
     ),
     given=GIVEN,
 )

@@ -17,7 +17,18 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._core import Fail, Part, SubCheck, as_obs, close, expect_shape, rerandomize, shape_of
+from ._core import (
+    Fail,
+    Part,
+    SubCheck,
+    as_obs,
+    close,
+    dependence,
+    expect_dependence,
+    expect_shape,
+    rerandomize,
+    shape_of,
+)
 
 # ------------------------------------------------------------------------------ patchifier
 
@@ -60,8 +71,10 @@ def _verdict_pshape(obs, exp):
 def _probe_basis(ctx):
     """``(observation, patchifier)``, shared by the patch_map and order probes: the student's
     patchifier on the zero image, ``zero: (1, n, d)``, and on every basis image (one pixel 1, the
-    rest 0), ``basis: (img*img, n, d)`` with pixel ``(i, j)`` at row ``i * img + j`` (None when
-    ``zero`` has another shape); the module itself for patch_map's affinity test."""
+    rest 0), ``basis: (img*img, n, d)`` with pixel ``(i, j)`` at row ``i * img + j``, and ``dep``
+    (:func:`_image_dependence`, no other image: the basis responses show which pixels reach which
+    token) (both None when ``zero`` has another shape); the module itself for patch_map's affinity
+    test."""
     if "basis" not in ctx.cache:
         P, img, p = _pbuild(ctx), ctx["img"], ctx["p"]
         zero = as_obs(P(torch.zeros(1, 1, img, img)))
@@ -69,8 +82,19 @@ def _probe_basis(ctx):
         if shape_of(zero) == str((1, (img // p) ** 2, ctx["dim"])):  # else the verdict fails on it first
             basis = torch.eye(img * img).reshape(img * img, 1, img, img)
             found["basis"] = as_obs(P(basis))
+            found["dep"] = _image_dependence(ctx, P, image=False)
         ctx.cache["basis"] = (found, P)
     return ctx.cache["basis"]
+
+
+def _image_dependence(ctx, P, image=True, x=None):
+    """What :func:`expect_dependence` reads: the patchifier on ``x`` (one image drawn from the part's
+    own generator when None), on another image (``image``), with its parameters nudged."""
+    g = torch.Generator().manual_seed(int(ctx["seed"]))
+    img = ctx["img"]
+    x = torch.randn(1, 1, img, img, generator=g) if x is None else x
+    changes = {"the image": (torch.randn(x.shape, generator=g),)} if image else {}
+    return dependence(P, (x,), changes, list(P.parameters()), seed=int(ctx["seed"]))
 
 
 def _patch_map(obs, exp):
@@ -84,6 +108,8 @@ def _patch_map(obs, exp):
     resp = (obs["basis"] - base).reshape(img, img, n, d)  # pixel (i, j) -> change of every token
     tol = 1e-6 * (1 + float(resp.abs().max()))
     hit = resp.abs().amax(-1) > tol                   # (img, img, n)
+    # a function of the image (some pixel reaches some token), computed by the weights
+    expect_dependence(obs["dep"], shown={"the image": bool(hit.any())})
     token_of_patch = torch.full((G, G), -1, dtype=torch.long)
     kernels = torch.zeros(n, p * p, d)
     for r in range(G):
@@ -157,10 +183,11 @@ def _probe_pbatch(ctx):
     x = torch.randn(3, 1, img, img)
     full = P(x)
     one = P(x[1:2])
-    return {"in_batch": as_obs(full[1:2]), "alone": as_obs(one)}
+    return {"in_batch": as_obs(full[1:2]), "alone": as_obs(one), "dep": _image_dependence(ctx, P, x=x[1:2])}
 
 
 def _verdict_pbatch(obs, exp):
+    expect_dependence(obs["dep"], ("the image",))
     if not close(obs["in_batch"], obs["alone"], 1e-5):
         raise Fail("sample 1 of a batch differs from the same image alone: do not mix the batch dimension")
 
@@ -180,7 +207,11 @@ PATCHIFIER = Part(
     rationale=(
         "One shared affine map per patch is the math (2). The row-major order (1) is a convention the "
         "depatchifier must invert: a different order breaks the pair. The output shape (1); treating "
-        "samples independently at any batch size (0.5)."
+        "samples independently at any batch size (0.5). A property is credited only where the output "
+        "carries it: the output compared must be a function of the image (the same image twice gives the "
+        "same tokens), change when the image does (for patch_map and order: some pixel reaches some token) "
+        "and when the module's parameters do; tokens of zeros, a constant or noise earn the shape's share "
+        "at most."
     ),
 )
 
@@ -217,7 +248,8 @@ def _halo(D):
 def _probe_tokens(ctx):
     """Shared by the local and order probes: the re-randomised depatchifier on one random token
     sequence (row 0) and on ``n`` copies with token ``k`` replaced (row ``k + 1``): ``out: (n + 1,
-    1, img, img)``; ``halo``: how far its convolutions spread a patch."""
+    1, img, img)``; ``halo``: how far its convolutions spread a patch; ``dep``:
+    :func:`_token_dependence` on row 0 (the rows themselves show which token reaches which pixel)."""
     if "tokens" not in ctx.cache:
         D, img, p, dim = _dbuild(ctx), ctx["img"], ctx["p"], ctx["dim"]
         n = (img // p) ** 2
@@ -225,8 +257,17 @@ def _probe_tokens(ctx):
         X = x.repeat(n + 1, 1, 1)
         for k in range(n):
             X[k + 1, k] = torch.randn(dim)
-        ctx.cache["tokens"] = {"out": as_obs(D(X)), "halo": _halo(D)}
+        ctx.cache["tokens"] = {"out": as_obs(D(X)), "halo": _halo(D),
+                               "dep": _token_dependence(ctx, D, x, tokens=False)}
     return ctx.cache["tokens"]
+
+
+def _token_dependence(ctx, D, x, tokens=True):
+    """What :func:`expect_dependence` reads: the depatchifier on ``x``, on other tokens drawn from
+    the part's own generator (``tokens``), with its parameters nudged."""
+    g = torch.Generator().manual_seed(int(ctx["seed"]))
+    changes = {"the tokens": (torch.randn(x.shape, generator=g),)} if tokens else {}
+    return dependence(D, (x,), changes, list(D.parameters()), seed=int(ctx["seed"]) + 1)
 
 
 def _token_reach(obs, exp):
@@ -238,6 +279,8 @@ def _token_reach(obs, exp):
     expect_shape(out, (n + 1, 1, img, img))
     diff = (out[1:] - out[:1]).abs()[:, 0]                       # (n, img, img)
     hit = diff > 1e-6 * (1 + float(diff.max()))
+    # a function of the tokens (some token reaches some pixel), computed by the weights
+    expect_dependence(obs["dep"], shown={"the tokens": bool(hit.any())})
     halo = int(obs["halo"])
     # fits[k, q]: every pixel token k changes lies in patch q grown by the final conv's halo
     fits = torch.zeros(n, n, dtype=torch.bool)
@@ -279,10 +322,12 @@ def _probe_dbatch(ctx):
     D, img, p = _dbuild(ctx), ctx["img"], ctx["p"]
     n = (img // p) ** 2
     x = torch.randn(3, n, ctx["dim"])
-    return {"in_batch": as_obs(D(x)[1:2]), "alone": as_obs(D(x[1:2]))}
+    return {"in_batch": as_obs(D(x)[1:2]), "alone": as_obs(D(x[1:2])),
+            "dep": _token_dependence(ctx, D, x[1:2])}
 
 
 def _verdict_dbatch(obs, exp):
+    expect_dependence(obs["dep"], ("the tokens",))
     if not close(obs["in_batch"], obs["alone"], 1e-5):
         raise Fail("sample 1 of a batch differs from the same tokens alone: do not mix the batch dimension")
 
@@ -303,6 +348,11 @@ DEPATCHIFIER = Part(
      "size of tensor": "check the shapes: (b, n, d) -> (b, 1, img, img)"},
     rationale=(
         "Token k changing only its own patch is the math (1.5); the inverse of the patchifier's order (1) "
-        "and the output shape (1) are what the model needs; batch independence (0.5)."
+        "and the output shape (1) are what the model needs; batch independence (0.5). A property is "
+        "credited only where the output carries it: the image compared must be a function of the tokens "
+        "(the same tokens twice give the same image), change when the tokens do (for local and order: "
+        "some token reaches some pixel; order is judged on the tokens that do, a token that reaches none "
+        "is local's failure) and when the module's parameters do; an image of zeros, a constant or noise "
+        "earns the shape's share at most."
     ),
 )
