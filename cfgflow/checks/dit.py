@@ -89,6 +89,77 @@ def _failed(verdict, obs, ctx) -> bool:
     return False
 
 
+# ------------------------------------------------------------------ the output carries the property
+
+NOT_A_FUNCTION = ("your output is not a function of the inputs: the same inputs twice gave different "
+                  "outputs (no randomness in forward; dropout is off in eval mode)")
+NO_X = ("your output does not depend on x: changing the input leaves it unchanged, so no property of "
+        "the output can be credited")
+NO_WEIGHTS = ("your output does not change when the weights do: re-randomising your parameters leaves "
+              "it unchanged, so it is not computed by your layers")
+
+
+@torch.no_grad()
+def _responses(model, seed, call, x, x2) -> dict:
+    """What the dependence rule needs (:func:`_require_responds`): ``call(model, x)`` with the
+    parameters re-randomised (``out``), the same again (``again``), on another input ``x2``
+    (``other_x``) and with the parameters re-randomised once more (``other_w``). ``call`` copies
+    its inputs (a model that modifies them in place sees the same inputs every time); the
+    caller's random numbers are left as they were."""
+    with torch.random.fork_rng(devices=[]):
+        rerandomize(model, seed)
+        out, again, other_x = call(model, x), call(model, x), call(model, x2)
+        rerandomize(model, seed + 1)
+        other_w = call(model, x)
+    return {"out": as_obs(out), "again": as_obs(again), "other_x": as_obs(other_x), "other_w": as_obs(other_w)}
+
+
+def _safe_responses(*args):
+    """:func:`_responses`, or None when the student's code raises there (then no rule applies: the
+    sub-check's own probe runs that code and is charged with the error, as before)."""
+    try:
+        return _responses(*args)
+    except Exception:  # noqa: BLE001 - charged by the sub-check's own probe
+        return None
+
+
+def _require_responds(r) -> None:
+    """The rule of every sub-check but ``shape`` (a property is credited only where the output
+    carries it): the output is a deterministic function of x that changes when the weights do.
+    ``r`` is :func:`_responses`'s report (None: the forward raised there; a non-tensor output:
+    the shape sub-checks' business)."""
+    if r is None or not all(isinstance(r[k], torch.Tensor) for k in ("out", "again", "other_x", "other_w")):
+        return
+    if not close(r["again"], r["out"], 1e-6):
+        raise Fail(NOT_A_FUNCTION)
+    if max_err(r["other_x"], r["out"]) < 1e-6:
+        raise Fail(NO_X)
+    if max_err(r["other_w"], r["out"]) < 1e-6:
+        raise Fail(NO_WEIGHTS)
+
+
+def _gated(r) -> bool:
+    """Whether the dependence rule already fails on ``r``: the probe then runs nothing more."""
+    try:
+        _require_responds(r)
+    except Fail:
+        return True
+    return False
+
+
+def _lresponds(ctx):
+    """The dependence report of a fresh layer on ``x: (n, n, d)``, ``c: (n, d)`` (drawn from a
+    generator of its own), shared by the layer's probes."""
+    if "responds" not in ctx.cache:
+        d, n = ctx["dim"], ctx["n"]
+        g = torch.Generator().manual_seed(int(ctx["seed"]) + 101)
+        x, x2 = torch.randn(n, n, d, generator=g), torch.randn(n, n, d, generator=g)
+        c = torch.randn(n, d, generator=g)
+        ctx.cache["responds"] = _safe_responses(_lbuild(ctx), ctx["seed"] + 1,
+                                                lambda m, xi: m(xi.clone(), c.clone()), x, x2)
+    return ctx.cache["responds"]
+
+
 def _probe_lshape(ctx):
     layer, b, n, d = _lbuild(ctx), ctx["b"], ctx["n"], ctx["dim"]
     return {"out": as_obs(layer(torch.randn(b, n, d), torch.randn(b, d)))}
@@ -102,13 +173,17 @@ def _verdict_lshape(obs, exp):
 def _probe_identity(ctx):
     """The freshly built layer's output on x: (b, n, d) and whether its conditioning output layer
     is zero-initialised."""
+    r = _lresponds(ctx)
+    if _gated(r):
+        return {"responds": r}
     layer, b, n, d = _lbuild(ctx), ctx["b"], ctx["n"], ctx["dim"]
     x = torch.randn(b, n, d)
     out = layer(x, torch.randn(b, d))
-    return {"x": x, "out": as_obs(out), "cond_zero": _cond_units_zero(layer, d)}
+    return {"responds": r, "x": x, "out": as_obs(out), "cond_zero": _cond_units_zero(layer, d)}
 
 
 def _verdict_identity(obs, exp):
+    _require_responds(obs["responds"])
     expect_shape(obs["out"], (exp["b"], exp["n"], exp["dim"]))
     if close(obs["out"], obs["x"], 1e-6) or obs["cond_zero"]:
         return  # zero conditioning output but not the identity: the gates' mistake, charged there
@@ -163,6 +238,10 @@ def _gate_data(ctx):
     nothing here."""
     if "gates" in ctx.cache:
         return ctx.cache["gates"]
+    r = _lresponds(ctx)
+    if _gated(r):
+        ctx.cache["gates"] = {"responds": r}
+        return ctx.cache["gates"]
     d, n = ctx["dim"], ctx["n"]
     layer = _lbuild(ctx)
     units = _cond_units(layer, d)
@@ -180,7 +259,7 @@ def _gate_data(ctx):
             effects.append(layer(x, c) - base)
     finally:
         hooks.remove()
-    ctx.cache["gates"] = {"x": x, "base": as_obs(base), "effects": effects}
+    ctx.cache["gates"] = {"responds": r, "x": x, "base": as_obs(base), "effects": effects}
     return ctx.cache["gates"]
 
 
@@ -205,6 +284,7 @@ def _probe_gates(ctx):
 
 
 def _verdict_gates(obs, exp):
+    _require_responds(obs["responds"])
     problem = _gate_problem(obs)[1]
     if problem:
         raise Fail(problem)
@@ -226,8 +306,10 @@ def _probe_modulation(ctx):
     the first block that changes nothing). Gates unused: nothing more (the branches are always
     open; the verdict counts the blocks that act)."""
     data = _gate_data(ctx)
-    gates, problem = _gate_problem(data)
     obs = dict(data)
+    if _gated(data["responds"]):
+        return obs
+    gates, problem = _gate_problem(data)
     if problem == GATES_UNUSED:
         return obs
     d, n = ctx["dim"], ctx["n"]
@@ -257,6 +339,7 @@ def _probe_modulation(ctx):
 def _verdict_modulation(obs, exp):
     """Every shift/scale block changes the output once the gates are open (gates unused: the four
     blocks that change it are taken for shift and scale; the gates are the gates sub-check's)."""
+    _require_responds(obs["responds"])
     gates, problem = _gate_problem(obs)
     effects = obs["effects"]
     if problem == GATES_UNUSED:  # branches always open: 4 of the 6 blocks must act
@@ -278,7 +361,10 @@ def _probe_broadcast(ctx):
     rerandomize(layer, ctx["seed"])
     b = n
     x, c = torch.randn(b, n, d), torch.randn(b, d)
-    obs = {"out": as_obs(layer(x, c))}
+    obs = {"responds": _lresponds(ctx)}
+    if _gated(obs["responds"]):
+        return obs
+    obs["out"] = as_obs(layer(x, c))
     if _failed(_verdict_broadcast, obs, ctx):
         return obs
     c2 = c.clone()
@@ -295,6 +381,7 @@ def _roll(n):
 
 
 def _verdict_broadcast(obs, exp):
+    _require_responds(obs["responds"])
     n, out = exp["n"], obs["out"]
     expect_shape(out, (n, n, exp["dim"]))
     out2 = obs["other_c"]
@@ -317,11 +404,15 @@ def _probe_mixes(ctx):
     x, c = torch.randn(1, n, d), torch.randn(1, d)
     x2 = x.clone()
     x2[0, 0] = torch.randn(d)
+    r = _lresponds(ctx)
+    if _gated(r):
+        return {"responds": r}
     changed = as_obs(layer(x2, c)[:, 1:])
-    return {"changed": changed, "rest": as_obs(layer(x, c)[:, 1:])}
+    return {"responds": r, "changed": changed, "rest": as_obs(layer(x, c)[:, 1:])}
 
 
 def _verdict_mixes(obs, exp):
+    _require_responds(obs["responds"])
     if max_err(obs["changed"], obs["rest"]) < 1e-6:
         raise Fail("tokens do not interact: apply the attention branch to the (modulated) tokens")
 
