@@ -24,6 +24,8 @@ compare the student's outputs with each other), mnist_dit's probes get no given 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 
@@ -111,7 +113,8 @@ def _responses(model, seed, call, x, x2) -> dict:
         out, again, other_x = call(model, x), call(model, x), call(model, x2)
         rerandomize(model, seed + 1)
         other_w = call(model, x)
-    return {"out": as_obs(out), "again": as_obs(again), "other_x": as_obs(other_x), "other_w": as_obs(other_w)}
+    return {"out": as_obs(out), "again": as_obs(again), "other_x": as_obs(other_x),
+            "other_w": as_obs(other_w)}
 
 
 def _safe_responses(*args):
@@ -437,9 +440,110 @@ DIT_LAYER = Part(
         "Output shape (1), identity at initialisation (1: adaLN-Zero is what makes deep stacks train), "
         "gates (1) and a per-sample conditioning broadcast over the tokens (1) each change what the block "
         "computes. That every shift/scale block is used (0.5) and that attention mixes tokens (0.5) are "
-        "probed on a re-randomised layer and catch rarer mistakes."
+        "probed on a re-randomised layer and catch rarer mistakes. Every sub-check but the shape is "
+        "credited only where the output carries the property: the re-randomised layer's output must be "
+        "a deterministic function of x that changes when the weights do (the dependence on c is the "
+        "broadcast sub-check's own)."
     ),
 )
+
+# ------------------------------------------------------------------ test doubles for failing components
+
+
+class TestDouble(UserWarning):
+    """The note a probe gives (shown under its sub-check) when one of the student's components that
+    another graded part composes raised and a test double stood in for it: the missing component
+    is charged once, in its own part."""
+
+
+def _bare_init(self, *args, **kwargs):
+    nn.Module.__init__(self)
+
+
+def _defining_class(obj, code):
+    for k in type(obj).__mro__:
+        f = k.__dict__.get("__init__")
+        if getattr(f, "__code__", None) is code:
+            return k
+    return None
+
+
+def _failing_component(error, top):
+    """The student's module class (not ``top`` nor one of its bases, not torch's) whose
+    ``__init__`` raised ``error`` (innermost first), or None."""
+    tb, frames = error.__traceback__, []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        obj = frame.f_locals.get("self")
+        if frame.f_code.co_name != "__init__" or not isinstance(obj, nn.Module):
+            continue
+        k = _defining_class(obj, frame.f_code)
+        if k is None or str(k.__module__).startswith("torch"):
+            continue
+        return None if issubclass(top, k) else k
+    return None
+
+
+def _construct(ctx, make):
+    """``make()`` (the student's constructor); where the ``__init__`` of a component class of the
+    student's raises (the template's ``NotImplementedError``), that class is built bare for this
+    construction (an empty module: its forward then fails and a test double stands in for the
+    instance). Returns ``(model, {class name: why})``."""
+    patched, why = {}, {}
+    try:
+        for _ in range(8):
+            try:
+                return make(), why
+            except Exception as e:  # noqa: BLE001 - re-raised unless a component's constructor raised
+                k = _failing_component(e, ctx.cls)
+                if k is None or k in patched:
+                    raise
+                patched[k] = k.__dict__["__init__"]
+                why[k.__name__] = f"whose constructor raised {type(e).__name__}"
+                k.__init__ = _bare_init
+        return make(), why
+    finally:
+        for k, init in patched.items():
+            k.__init__ = init
+
+
+def _raises(fn, *args):
+    """Why ``fn(*args)`` raises (the exception type and text), or None; run without gradients, the
+    caller's random numbers left as they were."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            fn(*args)
+    except Exception as e:  # noqa: BLE001 - the component's failure, reported in the note
+        text = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        return f"{type(e).__name__}{': ' + text if text else ''}"
+    return None
+
+
+def _announce(stood_in, note):
+    """The note for the stand-ins (``[(what, why)]``), as a :class:`TestDouble` warning when
+    ``note``; returns its text (None: no stand-in)."""
+    if not stood_in:
+        return None
+    text = ("a test double stood in for " + "; ".join(f"{what}, {why}" for what, why in stood_in) +
+            " (graded in its own part: here only this part's own code counts)")
+    if note:
+        warnings.warn(text, TestDouble, stacklevel=2)
+    return text
+
+
+class _DoubleLayer(nn.Module):
+    """Stands in for a DiT layer that raises: ``(x: (b, n, d), c: (b, d)) -> (b, n, d)``, x scaled by
+    an amount of its own plus a small c-dependent term."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x, c, *args, **kwargs):
+        return x * (1.0 + 0.1 * (self.k + 1)) + 0.1 * torch.tanh(c)[:, None, :]
+
 
 # ------------------------------------------------------------------------------ dit
 
@@ -447,8 +551,45 @@ DIT_LAYER = Part(
 DIT_CONFIG = {"seed": 6, "depth": 2, "n": 4, "dim": 8, "heads": 2, "b": 4}
 
 
-def _tbuild(ctx):
-    return ctx.new(ctx["depth"], ctx["n"], ctx["dim"], heads=ctx["heads"])
+def _tbuild(ctx, note=True):
+    """The student's DiT; each of its layers that raises on well-formed inputs ``(x: (2, n, d),
+    c: (2, d))`` (or whose class's constructor raised) is replaced by a :class:`_DoubleLayer`
+    (a :class:`TestDouble` note when ``note``): the DiT is graded on its own code."""
+    depth, n, d = ctx["depth"], ctx["n"], ctx["dim"]
+    model, bare = _construct(ctx, lambda: ctx.new(depth, n, d, heads=ctx["heads"]))
+    try:
+        layers = _layers(model, depth)
+    except Fail:
+        return model  # the sub-checks that need the layers say so
+    g = torch.Generator().manual_seed(7)
+    x, c = torch.randn(2, n, d, generator=g), torch.randn(2, d, generator=g)
+    stood_in, container = [], None
+    for k, layer in enumerate(layers):
+        why = _raises(layer, x, c)
+        if why is None:
+            continue
+        name = type(layer).__name__
+        why = bare.get(name) or f"whose forward raised {why}"
+        container = container or _container(model, layers)
+        container[k] = _DoubleLayer(k)
+        stood_in.append((f"layer {k} ({name})", why))
+    _announce(_merge(stood_in), note)
+    return model
+
+
+def _merge(stood_in):
+    """``[(what, why)]`` with the entries of the same reason merged: "layers 0, 1 (Name)"."""
+    out = {}
+    for what, why in stood_in:
+        out.setdefault(why, []).append(what)
+    merged = []
+    for why, whats in out.items():
+        if len(whats) > 1 and all(w.startswith("layer ") for w in whats):
+            nums = ", ".join(w.split()[1] for w in whats)
+            merged.append((f"layers {nums} {whats[0].split(' ', 2)[2]}", why))
+        else:
+            merged.extend((w, why) for w in whats)
+    return merged
 
 
 NO_POS_FOUND = ("no positional encoding found: add a learned nn.Parameter of shape (n_tokens, dim) = "
@@ -481,6 +622,23 @@ def _layers(model, depth):
     raise Fail(f"no list of depth = {depth} layers found: build nn.ModuleList([... for _ in range(depth)])")
 
 
+def _tresponds(ctx):
+    """The dependence report of a fresh DiT (layers that raise stood in for) on ``x: (n, n, d)``,
+    ``c: (n, d)`` drawn from a generator of its own, shared by the DiT's probes."""
+    if "responds" not in ctx.cache:
+        d, n = ctx["dim"], ctx["n"]
+        g = torch.Generator().manual_seed(int(ctx["seed"]) + 101)
+        x, x2 = torch.randn(n, n, d, generator=g), torch.randn(n, n, d, generator=g)
+        c = torch.randn(n, d, generator=g)
+        try:
+            model = _tbuild(ctx, note=False)
+        except Exception:  # noqa: BLE001 - charged by the sub-checks' own probes
+            model = None
+        ctx.cache["responds"] = None if model is None else _safe_responses(
+            model, ctx["seed"] + 1, lambda m, xi: m(xi.clone(), c.clone()), x, x2)
+    return ctx.cache["responds"]
+
+
 def _probe_tshape(ctx):
     """b == n: a positional encoding broadcast over the wrong axis keeps the shape (it is the
     sequence sub-check's mistake)."""
@@ -498,11 +656,15 @@ def _probe_tpos(ctx):
     forward must not earn this)."""
     model, b, n, d = _tbuild(ctx), ctx["b"], ctx["n"], ctx["dim"]
     model(torch.randn(b, n, d), torch.randn(b, d))
+    r = _tresponds(ctx)
+    if _gated(r):
+        return {"responds": r}
     pos = _pos(model, n, d)
-    return {"pos": None if pos is None else list(pos.shape)}
+    return {"responds": r, "pos": None if pos is None else list(pos.shape)}
 
 
 def _verdict_tpos(obs, exp):
+    _require_responds(obs["responds"])
     if obs["pos"] is None:
         raise Fail(NO_POS_FOUND.format(n=exp["n"], d=exp["dim"]))
 
@@ -514,7 +676,10 @@ def _probe_inplace(ctx):
     x = torch.randn(b, n, d)
     keep = x.clone()
     model(x, torch.randn(b, d))
-    obs = {"x": x, "before": keep}
+    obs = {"responds": _tresponds(ctx)}
+    if _gated(obs["responds"]):
+        return obs
+    obs.update(x=x, before=keep)
     if _failed(_verdict_inplace, obs, ctx):
         return obs
     leaf = torch.randn(b, n, d, requires_grad=True)
@@ -530,6 +695,7 @@ def _probe_inplace(ctx):
 
 
 def _verdict_inplace(obs, exp):
+    _require_responds(obs["responds"])
     if max_err(obs["x"], obs["before"]) > 0:
         raise Fail("the input tensor was modified in place (x += pos?): add the positional encoding out of "
                    "place, x = x + pos")
@@ -579,7 +745,10 @@ def _probe_sequence(ctx):
     depth, n, d = ctx["depth"], ctx["n"], ctx["dim"]
     model = _tbuild(ctx)
     layers = _layers(model, depth)
-    obs = {"distinct": len({id(m) for m in layers})}
+    obs = {"responds": _tresponds(ctx)}
+    if _gated(obs["responds"]):
+        return obs
+    obs["distinct"] = len({id(m) for m in layers})
     if _failed(_verdict_sequence, obs, ctx):
         return obs
     rerandomize(model, ctx["seed"])
@@ -598,6 +767,7 @@ def _probe_sequence(ctx):
 
 
 def _verdict_sequence(obs, exp):
+    _require_responds(obs["responds"])
     depth, n, d = exp["depth"], exp["n"], exp["dim"]
     if obs["distinct"] != depth:
         raise Fail(SAME_LAYER)
@@ -656,15 +826,17 @@ def _probe_output(ctx):
     finally:
         for h in handles:
             h.remove()
-    if "last" not in seen:
-        return {"ran": False}
+    r = _tresponds(ctx)
+    if _gated(r) or "last" not in seen:
+        return {"responds": r, "ran": "last" in seen}
     at, last_out = seen["last"]
-    return {"ran": True, "out": as_obs(out), "last": as_obs(last_out),
+    return {"responds": r, "ran": True, "out": as_obs(out), "last": as_obs(last_out),
             "after": [f"{name} ({type(model.get_submodule(name)).__name__})" for name in order[at:]]}
 
 
 def _verdict_output(obs, exp):
     """The model returns its last layer's output; modules that ran after it are named."""
+    _require_responds(obs["responds"])
     if not obs["ran"]:
         raise Fail("the last layer never ran: apply every layer, x = layer(x, c)")
     if isinstance(obs["last"], torch.Tensor) and close(obs["out"], obs["last"], 1e-5):
@@ -691,7 +863,13 @@ DIT = Part(
         "Applying the layers in sequence to x + pos is the computation (1.5). Leaving the input unchanged "
         "(1): x += pos breaks training on a tensor that requires grad. Output shape (1). A learned "
         "positional encoding (0.5). Returning the last layer's output (0.25): an extra module after it "
-        "does not break the model, it only adds what the Depatchifier already does."
+        "does not break the model, it only adds what the Depatchifier already does. Every sub-check but "
+        "the shape is credited only where the output carries the property: the re-randomised model's "
+        "output must be a deterministic function of x that changes when the weights do. Graded on its "
+        "own code: a layer that raises on well-formed (x, c) (the template's NotImplementedError, in "
+        "its forward or its constructor) is replaced by a test double (x scaled plus a small "
+        "c-dependent term), and each sub-check's line notes the stand-in; the layer is charged in "
+        "dit_layer only."
     ),
 )
 
