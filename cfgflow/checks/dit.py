@@ -890,29 +890,31 @@ def _mbuild(ctx, v=None, note=True):
 
 
 class _TimeDouble(nn.Module):
-    """Stands in for the time encoder: t (any shape, b values) -> (b, dim) fixed Fourier features."""
+    """Stands in for the time encoder: t (any shape, b values) -> (b, dim) fixed features
+    tanh(w t + v) (not the Fourier features: the student runtime computes no graded part)."""
 
     def __init__(self, p, dim):
         super().__init__()
-        self.dim = dim
-        self.register_buffer("w", torch.randn((dim + 1) // 2, generator=torch.Generator().manual_seed(11)))
+        g = torch.Generator().manual_seed(11)
+        self.register_buffer("w", 3 * torch.randn(dim, generator=g))
+        self.register_buffer("v", torch.randn(dim, generator=g))
 
     def forward(self, t):
-        f = 2 * torch.pi * t.reshape(-1, 1) * self.w
-        return torch.cat([torch.cos(f), torch.sin(f)], dim=-1)[:, :self.dim]
+        return torch.tanh(t.reshape(-1, 1) * self.w + self.v)
 
 
 class _PatchDouble(nn.Module):
-    """Stands in for the patchifier: (b, 1, 32, 32) -> (b, n, dim), a fixed linear map of each patch,
-    row-major."""
+    """Stands in for the patchifier: (b, 1, 32, 32) -> (b, n, dim), row-major tokens whose entries
+    are the patch's pixels (cycled to dim) times fixed scales."""
 
     def __init__(self, p, dim):
         super().__init__()
         self.p, self.n_tokens = p, (32 // p) ** 2
-        self.register_buffer("w", torch.randn(p * p, dim, generator=torch.Generator().manual_seed(12)) / p)
+        self.register_buffer("idx", torch.arange(dim) % (p * p))
+        self.register_buffer("s", torch.randn(dim, generator=torch.Generator().manual_seed(12)))
 
     def forward(self, x):
-        return F.unfold(x, self.p, stride=self.p).transpose(1, 2) @ self.w
+        return F.unfold(x, self.p, stride=self.p).transpose(1, 2)[..., self.idx] * self.s
 
 
 class _TrunkDouble(nn.Module):
@@ -927,17 +929,17 @@ class _TrunkDouble(nn.Module):
 
 
 class _DepatchDouble(nn.Module):
-    """Stands in for the depatchifier: (b, n, dim) -> (b, 1, 32, 32), a fixed linear map of each token
-    to its p x p patch, row-major."""
+    """Stands in for the depatchifier: (b, n, dim) -> (b, 1, 32, 32), each token's entries (cycled to
+    p * p) times fixed scales as its p x p patch, row-major."""
 
     def __init__(self, p, dim):
         super().__init__()
         self.p = p
-        self.register_buffer("w", torch.randn(dim, p * p, generator=torch.Generator().manual_seed(13))
-                             / dim ** 0.5)
+        self.register_buffer("idx", torch.arange(p * p) % dim)
+        self.register_buffer("s", torch.randn(p * p, generator=torch.Generator().manual_seed(13)))
 
     def forward(self, x):
-        return F.fold((x @ self.w).transpose(1, 2), 32, self.p, stride=self.p)
+        return F.fold((x[..., self.idx] * self.s).transpose(1, 2), 32, self.p, stride=self.p)
 
 
 DOUBLES = {"encoder": _TimeDouble, "patchifier": _PatchDouble, "trunk": _TrunkDouble,
