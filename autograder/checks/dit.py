@@ -17,19 +17,28 @@ DIT_CONFIG = {"seed": 16, "depth": 3, "n": 3, "dim": 12, "heads": 3, "b": 1}
 MNIST_CONFIG = {"seed": 19, "variants": [(4, 2, 12, 3), (2, 1, 8, 2)], "b": 3}
 
 
-def reference_params(variant) -> int:
-    """The parameter count of the reference model with ``variant = (patch size, layers, dim, heads)``."""
+COMPONENTS = {"encoder": "time_embedder", "patchifier": "patchifier", "trunk": "dit",
+              "depatchifier": "depatchifier"}  # a test double's role -> the reference's child
+
+
+def reference_params(variant, child=None) -> int:
+    """The parameter count of the reference model with ``variant = (patch size, layers, dim, heads)``,
+    or of its ``child``."""
     import cfgflow_ref
 
     p, layers, dim, heads = variant
     with torch.random.fork_rng(devices=[]):  # building it draws initial weights: leave the caller's RNG be
         model = cfgflow_ref.MNISTDiffusionTransformer(p, layers, dim, heads)
-    return sum(q.numel() for q in model.parameters())
+    return sum(q.numel() for q in (getattr(model, child) if child else model).parameters())
 
 
 def record_mnist(cfg, seed):
-    """The reference's parameter count for ``cfg["variants"][0]`` (``seed``: nothing is drawn)."""
-    return {"params": float(reference_params(cfg["variants"][0]))}, {}
+    """The reference's parameter count for ``cfg["variants"][0]`` and each component's share
+    (``params_<role>``: left out where a test double stood in; ``seed``: nothing is drawn)."""
+    v = cfg["variants"][0]
+    values = {"params": float(reference_params(v))}
+    values.update({f"params_{role}": float(reference_params(v, child)) for role, child in COMPONENTS.items()})
+    return values, {}
 
 
 DIT_LAYER = visible.DIT_LAYER.replaced(LAYER_CONFIG)
