@@ -32,26 +32,36 @@ MANIFEST_ENTRY = (f'    Assignment("{A}", (Part("toy_double", "Q1", "`Double`: t
 VISIBLE = '''\
 """toy_double: ``Double()``, ``x: (n,)`` -> ``2 x``."""
 
-import torch
-
-from ._core import Fail, Part, SubCheck, close
+from ._core import CheckTable, Fail, SubCheck, as_obs, close
 
 
-def _values(ctx):
-    x = torch.randn(ctx["n"], generator=torch.Generator().manual_seed(ctx["seed"]))
-    if not close(ctx.new()(x), 2 * x):
+def _probe(ctx):
+    return {"out": as_obs(ctx.new()(ctx.tensor("x")))}
+
+
+def _verdict(obs, exp):
+    if not close(obs["out"], exp.tensor("twice")):
         raise Fail("the output is not twice the input")
 
 
-PART = Part("toy_double", [SubCheck("values", "returns 2 x", 1, _values)], {"seed": 0, "n": 4})
+PART = CheckTable("toy_double", [SubCheck("values", "returns 2 x", 1, _probe, _verdict)], {"seed": 0, "n": 4},
+                  given=("x",))
 '''
 
 HIDDEN = '''\
-"""toy_double, instructor side: other sizes and seeds."""
+"""toy_double, instructor side: other sizes, and the recorder (inputs and expected outputs)."""
+
+import torch
 
 from cfgflow.checks import toy as visible
 
-PART = visible.PART.replaced({"seed": 1, "n": 7})
+
+def record(cfg, seed):
+    x = torch.randn(cfg["n"], generator=torch.Generator().manual_seed(seed))
+    return {}, {"x": x, "twice": 2 * x}
+
+
+PART = visible.PART.replaced({"seed": 1, "n": 7}, record=record)
 '''
 
 CATALOG = '''\
@@ -100,8 +110,8 @@ def toy_source() -> str:
         "        ### BEGIN SOLUTION", "        return 2 * x", "        ### END SOLUTION", "",
         _header("test_toy_double", "test", 1, "toy_double"), 'check("toy_double", Double, points=1)', "",
         _header("test_toy_double_hidden", "test", 2, "toy_double"),
-        "### BEGIN HIDDEN TESTS", "from autograder.checks import check", "",
-        'check("toy_double", Double, points=2, hidden=True)', "### END HIDDEN TESTS", ""])
+        "### BEGIN HIDDEN TESTS", 'check("toy_double", Double, points=2, hidden=True)',
+        "### END HIDDEN TESTS", ""])
 
 
 SCRIPT = textwrap.dedent(f'''
@@ -115,15 +125,19 @@ SCRIPT = textwrap.dedent(f'''
     from autograder.release import release
     from cfgflow import course
 
+    from autograder.checks import record
+
     root = Path.cwd()
     sources.sync(["{A}"])
+    record.main([])  # the self-check's recording: cfgflow/checks/data/toy_double.json
     out = {{"pairs": sources.pair_problems("{A}"), "parts": list(course.PARTS)}}
     rel_path = Path(release(["{A}"], out_dir=str(root / "rel"))["{A}"][0])
     rel = nbformat.read(str(rel_path), as_version=4)
     out["released"] = sorted(p.name for p in rel_path.parent.iterdir())
     out["stub"] = "raise NotImplementedError()" in rel.cells[3].source and "2 * x" not in rel.cells[3].source
-    out["catalog"] = {{e.name: [run_check(e.part, e.cls, points=1, hidden=h, out=io.StringIO()).fraction
-                               for h in (False, True)] for e in entries(part="toy_double")}}
+    out["catalog"] = {{e.name: [run_check(e.part, e.cls, points=1, out=io.StringIO(), **mode).fraction
+                               for mode in ({{}}, {{"hidden": True}}, {{"graded": True}})]
+                      for e in entries(part="toy_double") if e.kind != "trivial"}}
     src = nbformat.read(str(root / "solutions" / "{A}" / "{A}.ipynb"), as_version=4)
     for student, nb in {{"complete": fill_solutions(rel, src), "untouched": rel}}.items():
         (root / "subs" / student).mkdir(parents=True)
@@ -167,7 +181,7 @@ def test_a_part_added_through_the_manifest_is_released_checked_and_graded(tmp_pa
     out = json.loads(lines[-1][len("RESULT "):])
     assert out["pairs"] == [] and out["parts"][-1] == "toy_double"
     assert out["released"] == [f"{A}.ipynb"] and out["stub"]
-    assert out["catalog"] == {"Triple": [0.0, 0.0], "AddSelf": [1.0, 1.0]}
+    assert out["catalog"] == {"Triple": [0.0, 0.0, 0.0], "AddSelf": [1.0, 1.0, 1.0]}
     assert out["status"] == {"complete": "ok", "untouched": "ok"}
     assert out["scores"]["complete"] == {f"{A}/test_toy_double": 1.0, f"{A}/test_toy_double_hidden": 2.0}
     assert out["scores"]["untouched"] == {f"{A}/test_toy_double": 0.0, f"{A}/test_toy_double_hidden": 0.0}

@@ -42,7 +42,7 @@ def test_full_marks_return_float(capsys):
     assert got == 2.0 and isinstance(got, float)
     out = capsys.readouterr()
     assert out.err == ""
-    assert out.out.count("PASS") == len(checks.PARTS["fourier_encoder"].subchecks)
+    assert out.out.count("PASS") == len(checks.HIDDEN["fourier_encoder"].subchecks)
 
 
 def test_partial_credit_is_a_float_between():
@@ -79,7 +79,7 @@ def test_failing_cell_shows_one_short_line_not_a_traceback(capsys):
     assert "fourier_encoder: 0 / 2 points" in line and "FAIL lines above" in line
     assert "did you fill in the cell?" in str(info.value)
     out = capsys.readouterr().out
-    assert out.count("FAIL") == len(checks.PARTS["fourier_encoder"].subchecks)
+    assert out.count("FAIL") == len(checks.HIDDEN["fourier_encoder"].subchecks)
     assert all(len(row) <= 96 for row in out.splitlines()), "check lines are wrapped at 96 columns"
 
 
@@ -205,7 +205,7 @@ def test_rng_and_threads_untouched():
 
 
 def test_hidden_uses_other_sizes():
-    for name in checks.PARTS:
+    for name in checks.HIDDEN:
         assert checks.HIDDEN[name].config != checks.VISIBLE[name].config, name
 
 

@@ -10,7 +10,7 @@ import pytest
 import cfgflow_ref as ref
 from autograder.catalog import entries, shape_share
 from autograder.catalog.__main__ import evaluate
-from autograder.checks import PARTS, run_check
+from autograder.checks import HIDDEN, run_check
 from cfgflow import course
 from cfgflow.checks import check
 
@@ -21,7 +21,7 @@ REFERENCE = {p.name: getattr(ref, p.student_class) for p in course.PARTS.values(
 
 
 def test_catalog_covers_every_part():
-    for part in PARTS:
+    for part in HIDDEN:
         assert len(entries(part, "mutant")) >= 4, part
         assert len(entries(part, "alternative")) >= 2, part
 
@@ -75,14 +75,14 @@ def _forward_stub(part):
     return type(f"{base.__name__}Stub", (base,), {method: stub})
 
 
-@pytest.mark.parametrize("part", sorted(PARTS))
+@pytest.mark.parametrize("part", sorted(HIDDEN))
 def test_given_constructor_with_stub_method_earns_nothing(part):
     for hidden in (False, True):
         rep = run_check(part, _forward_stub(part), points=2, hidden=hidden, out=io.StringIO())
         assert rep.earned == 0.0, rep.text
 
 
-@pytest.mark.parametrize("part", sorted(PARTS))
+@pytest.mark.parametrize("part", sorted(HIDDEN))
 @pytest.mark.parametrize("stub", [_Stub, _InitStub])
 def test_stub_earns_nothing(part, stub, capsys):
     with pytest.raises(AssertionError, match="NotImplementedError: did you fill in the cell"):

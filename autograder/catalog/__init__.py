@@ -70,9 +70,9 @@ def shape_share(part: str) -> float:
 
 def entries(part: Optional[str] = None, kind: Optional[str] = None) -> List[Entry]:
     _load()
-    from autograder.checks import PARTS
+    from autograder.checks import HIDDEN
 
-    order = {name: i for i, name in enumerate(PARTS)}
+    order = {name: i for i, name in enumerate(HIDDEN)}
     chosen = [e for e in ENTRIES if (part is None or e.part == part) and (kind is None or e.kind == kind)]
     return sorted(chosen, key=lambda e: (order.get(e.part, 99), e.kind != "mutant"))
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import List
 
-from autograder.checks import HIDDEN, PARTS, VISIBLE, run_check
+from autograder.checks import HIDDEN, VISIBLE, run_check
 
 from . import Entry, entries
 
@@ -127,7 +127,7 @@ def _cell(text: str) -> str:
 
 def subcheck_tables() -> str:
     lines = ["## Sub-checks per part", ""]
-    for name, part in PARTS.items():
+    for name, part in HIDDEN.items():
         vis, hid = VISIBLE[name].config, HIDDEN[name].config
         lines += [f"### {name}", "", f"visible sizes `{vis}`, hidden `{hid}`", "",
                   "| sub-check | weight | checks |", "|---|---|---|"]
@@ -171,7 +171,7 @@ def markdown(outcomes: List[Outcome]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--markdown", action="store_true", help="print the markdown tables")
-    ap.add_argument("--part", choices=sorted(PARTS), help="only this part")
+    ap.add_argument("--part", choices=sorted(HIDDEN), help="only this part")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     outcomes = [evaluate(e) for e in entries(args.part)]

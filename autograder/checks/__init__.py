@@ -23,15 +23,14 @@ from typing import Any, Dict, Tuple
 
 import cfgflow.checks as _visible
 from cfgflow import course
-from cfgflow.checks._core import Expect, Fail, Part, Report, SubCheck, judge_part, run_part
+from cfgflow.checks._core import CheckTable, Expect, Fail, Report, SubCheck, judge_part, run_part
 
-VISIBLE: Dict[str, Part] = _visible.PARTS
-HIDDEN: Dict[str, Part] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
-PARTS = HIDDEN  # the part names, in notebook order (every part has both tables)
+VISIBLE: Dict[str, CheckTable] = _visible.TABLES
+HIDDEN: Dict[str, CheckTable] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
 if list(HIDDEN) != list(VISIBLE):
     raise ImportError(f"hidden parts {list(HIDDEN)} differ from the visible parts {list(VISIBLE)}")
 
-__all__ = ["run_check", "plan", "judge", "PARTS", "VISIBLE", "HIDDEN", "Fail", "Part", "Report", "SubCheck"]
+__all__ = ["run_check", "plan", "judge", "VISIBLE", "HIDDEN", "Fail", "CheckTable", "Report", "SubCheck"]
 
 SALT = "cfgflow judge inputs v1"
 """Mixed into the judge's seeds. Instructor side only: a student cannot know the inputs a graded
@@ -43,7 +42,7 @@ def judge_seed(part: str, hidden: bool) -> int:
     return int.from_bytes(digest[:4], "big") % (2**31 - 1)
 
 
-def plan(part: str, hidden: bool) -> Tuple[Part, Dict[str, Any], Dict[str, Any]]:
+def plan(part: str, hidden: bool) -> Tuple[CheckTable, Dict[str, Any], Dict[str, Any]]:
     """``(table, config, recording)`` the judge uses for a graded test cell of ``part``: the
     hidden or visible sizes, the judge's seed, and the inputs and expectations drawn with it."""
     if part not in HIDDEN:
@@ -57,7 +56,7 @@ def plan(part: str, hidden: bool) -> Tuple[Part, Dict[str, Any], Dict[str, Any]]
 
 
 def judge(part: str, hidden: bool, sent: Any, *, points: float,
-          planned: Tuple[Part, Dict[str, Any], Dict[str, Any]]) -> Report:
+          planned: Tuple[CheckTable, Dict[str, Any], Dict[str, Any]]) -> Report:
     """The verdicts on what a kernel sent for a planned cell (``planned``: :func:`plan`'s result)."""
     table, cfg, data = planned
     return judge_part(table, sent, Expect(cfg, data), points=points, hidden=hidden)

@@ -444,11 +444,11 @@ def _session(part, hidden, points, report):
 
 def _protocol_forger(nb, rel, src, p):
     _stub_zeros(nb, p, _PROTOCOL + """
-from cfgflow.checks import PARTS, _wire
+from cfgflow.checks import TABLES, _wire
 from cfgflow.checks._core import probe_part
 def check(part, cls, *, points, hidden=False):  # knows the protocol: sends what it likes
     def report(plan):
-        table = PARTS[plan["part"]]
+        table = TABLES[plan["part"]]
         sent = probe_part(table, cls, plan["config"], _wire.decode(json.dumps(plan["given"])))
         for name, rec in sent["probes"].items():  # every failure dressed up as a pass
             if "fail" in rec:

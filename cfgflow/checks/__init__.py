@@ -32,20 +32,20 @@ from typing import Dict, Optional
 
 from .. import course
 from . import _wire
-from ._core import Fail, Part, Report, SubCheck, probe_part, run_part
+from ._core import CheckTable, Fail, Report, SubCheck, probe_part, run_part
 
-PARTS: Dict[str, Part] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
+TABLES: Dict[str, CheckTable] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
 JUDGE_ENV = "CFGFLOW_JUDGE"  # path of the judge's Unix socket in a graded kernel
 
-__all__ = ["check", "run_check", "CheckFailed", "PARTS", "Fail", "Part", "Report", "SubCheck"]
+__all__ = ["check", "run_check", "CheckFailed", "TABLES", "Fail", "CheckTable", "Report", "SubCheck"]
 
 
 def run_check(part: str, student_class, *, points: float = 1.0, allow_reference: bool = False,
               out=None) -> Report:
     """Self-check ``part`` (the shipped recording) and return the full :class:`Report` (no raising)."""
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {sorted(PARTS)}, got {part!r}")
-    return run_part(PARTS[part], student_class, points=points, hidden=False,
+    if part not in TABLES:
+        raise ValueError(f"part must be one of {sorted(TABLES)}, got {part!r}")
+    return run_part(TABLES[part], student_class, points=points, hidden=False,
                     allow_reference=allow_reference, out=out)
 
 
@@ -89,7 +89,7 @@ def _judged(path: str, part: str, student_class, points: float, hidden: bool):
             sock.connect(path)
             with sock.makefile("rwb") as stream:
                 plan = _exchange(stream, {"hello": {"part": part, "hidden": bool(hidden), "points": points}})
-                table = PARTS[plan["part"]]
+                table = TABLES[plan["part"]]
                 sent = probe_part(table, student_class, plan["config"], plan["given"], hidden=plan["hidden"])
                 verdict = _exchange(stream, {"report": sent})
     except OSError as e:

@@ -46,7 +46,7 @@ class SubCheck:
 
 
 @dataclass
-class Part:
+class CheckTable:
     """A check table. ``given`` names the recorded tensors and values the probes receive (inputs,
     canonical weights); every other recorded entry is an expectation only verdicts read. ``record``
     (instructor side only) makes a recording ``(values, tensors)`` for a config and a seed: the
@@ -60,10 +60,10 @@ class Part:
     given: Tuple[str, ...] = ()
     record: Optional[Callable[[Dict[str, Any], int], Tuple[Dict[str, float], Dict[str, torch.Tensor]]]] = None
 
-    def replaced(self, config: Dict[str, Any], record=None) -> "Part":
+    def replaced(self, config: Dict[str, Any], record=None) -> "CheckTable":
         """The same table (sub-checks, weights, hints) with other sizes and seeds and a recorder
         (the hidden tables)."""
-        return Part(self.name, list(self.subchecks), dict(config), dict(self.hints), self.rationale,
+        return CheckTable(self.name, list(self.subchecks), dict(config), dict(self.hints), self.rationale,
                     tuple(self.given), record if record is not None else self.record)
 
 
@@ -424,7 +424,7 @@ def reference_submodule(module) -> Optional[str]:
 PROBE_TEXT_LIMIT = 1000  # characters of a probe's failure message, printed text or warning kept
 
 
-def probe_part(part: Part, cls, cfg: Dict[str, Any], given: Optional[Dict[str, Any]] = None, *,
+def probe_part(part: CheckTable, cls, cfg: Dict[str, Any], given: Optional[Dict[str, Any]] = None, *,
                hidden: bool = False, allow_reference: bool = False) -> Dict[str, Any]:
     """Run every probe of ``part`` on ``cls`` with ``cfg`` and the ``given`` inputs: what the kernel
     sends to the judge, ``{"refused": why}`` or ``{"probes": {sub-check: record}}`` where a record
@@ -466,7 +466,7 @@ def _short_text(value, limit: int = PROBE_TEXT_LIMIT) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def judge_part(part: Part, sent: Any, expect: Expect, *, points: float, hidden: bool) -> Report:
+def judge_part(part: CheckTable, sent: Any, expect: Expect, *, points: float, hidden: bool) -> Report:
     """The verdicts: ``sent`` (what :func:`probe_part` returned, decoded from the wire) against
     ``expect``. Pure: runs no student code. Whatever ``sent`` holds, every sub-check gets a result;
     a missing or malformed record fails that sub-check with a message that says so."""
@@ -504,22 +504,22 @@ def judge_part(part: Part, sent: Any, expect: Expect, *, points: float, hidden: 
     return report
 
 
-def recorded(part: Part, cfg: Dict[str, Any]) -> Dict[str, Any]:
+def recorded(part: CheckTable, cfg: Dict[str, Any]) -> Dict[str, Any]:
     """The shipped recording of ``part`` (self-check mode), empty for a part without one."""
     from . import _data
 
     return _data.load(part.name, cfg) if _data.path_of(part.name).exists() else {"values": {}, "tensors": {}}
 
 
-def given_of(part: Part, data: Dict[str, Any]) -> Dict[str, Any]:
+def given_of(part: CheckTable, data: Dict[str, Any]) -> Dict[str, Any]:
     """The entries of a recording that the probes receive (``part.given``); the rest stay with the
     verdicts."""
     return {"values": {k: v for k, v in data.get("values", {}).items() if k in part.given},
             "tensors": {k: v for k, v in data.get("tensors", {}).items() if k in part.given}}
 
 
-def run_part(part: Part, cls, *, points: float, hidden: bool = False, data: Optional[Dict[str, Any]] = None,
-             allow_reference: bool = False, out=None) -> Report:
+def run_part(part: CheckTable, cls, *, points: float, hidden: bool = False,
+             data: Optional[Dict[str, Any]] = None, allow_reference: bool = False, out=None) -> Report:
     """Probe and judge in this process (self-check mode, and the instructors' catalogs): the
     probes' report crosses the same wire encoding as in a graded run, then the verdicts run on it.
     ``data``: the recording (default: the shipped one). Prints the lines to ``out`` (stdout)."""

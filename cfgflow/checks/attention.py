@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
-from ._core import Fail, Part, SubCheck, as_obs, close, expect_shape, shape_of
+from ._core import CheckTable, Fail, SubCheck, as_obs, close, expect_shape, shape_of
 
 CONFIG = {"seed": 4, "dim": 8, "heads": 2, "n": 5, "b": 2}
 GIVEN = ("x", "wq", "wk", "wv", "wo")  # the input; canonical q, k, v, output weights (rows, columns (h hd))
@@ -354,7 +354,7 @@ def _verdict_batch(obs, exp):
                    "(check the head split/merge reshapes)")
 
 
-PART = Part(
+PART = CheckTable(
     "mha",
     [
         SubCheck("shape", "output shape (b, n, d)", 1, _probe_shape, _verdict_shape),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._core import Fail, Part, SubCheck, as_obs, close, max_err, shape_of
+from ._core import CheckTable, Fail, SubCheck, as_obs, close, max_err, shape_of
 
 CONFIG = {"seed": 0, "eta": 0.3, "null_label": 7, "classes": 4, "eps": 0.05, "b": 3000, "dim": 2}
 LOSS_B = 64  # batch size of the loss sub-check
@@ -338,7 +338,7 @@ def _verdict_device(obs, exp):
         raise Fail("the loss did not stay on the data's device: create every tensor with device=y.device")
 
 
-PART = Part(
+PART = CheckTable(
     "cfg_loss",
     [
         SubCheck("loss", "loss = mean((model(x, t, y) - u_t(x | z))^2) from the sampled x, z, t", 2,

@@ -39,9 +39,9 @@ import torch.nn.functional as F
 
 from ._core import (
     BATCH1_HINT,
+    CheckTable,
     Expect,
     Fail,
-    Part,
     SubCheck,
     as_obs,
     at_batch1,
@@ -428,7 +428,7 @@ def _verdict_mixes(obs, exp):
         raise Fail("tokens do not interact: apply the attention branch to the (modulated) tokens")
 
 
-DIT_LAYER = Part(
+DIT_LAYER = CheckTable(
     "dit_layer",
     [
         SubCheck("shape", "output shape (b, n, d)", 1, _probe_lshape, _verdict_lshape),
@@ -851,7 +851,7 @@ def _verdict_output(obs, exp):
     raise Fail(EXTRA_AFTER.format(names=", ".join(after)) if after else NOT_LAST)
 
 
-DIT = Part(
+DIT = CheckTable(
     "dit",
     [
         SubCheck("shape", "output shape (b, n, d)", 1, _probe_tshape, _verdict_tshape),
@@ -1242,7 +1242,7 @@ def _verdict_mparams(obs, exp):
                    "widths (MLP [dim, 4 dim, dim], 6 dim modulation values, depth layers)")
 
 
-MNIST_DIT = Part(
+MNIST_DIT = CheckTable(
     "mnist_dit",
     [
         SubCheck("shape", "output shape (b, 1, 32, 32)", 1, _probe_mshape, _verdict_mshape),

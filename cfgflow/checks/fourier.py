@@ -14,8 +14,8 @@ import torch.nn as nn
 
 from ._core import (
     BATCH1_HINT,
+    CheckTable,
     Fail,
-    Part,
     SubCheck,
     as_obs,
     at_batch1,
@@ -165,7 +165,7 @@ def _verdict_batch1(obs, exp):
         raise Fail("at batch size 1 the features differ from the same t in a batch of 2")
 
 
-PART = Part(
+PART = CheckTable(
     "fourier_encoder",
     [
         SubCheck("shape", "output shape (b, dim) for t of shape (b,)", 1, _probe_shape, _verdict_shape),

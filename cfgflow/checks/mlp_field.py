@@ -17,8 +17,8 @@ import torch.nn as nn
 
 from ._core import (
     BATCH1_HINT,
+    CheckTable,
     Fail,
-    Part,
     SubCheck,
     as_obs,
     at_batch1,
@@ -202,7 +202,7 @@ def _verdict_null(obs, exp):
     expect_shape(obs["out"], (exp["b"], exp["dim"]))
 
 
-PART = Part(
+PART = CheckTable(
     "mlp_field",
     [
         SubCheck("shape", "output shape (b, dim)", 1, _probe_shape, _verdict_shape),

@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 
 from ._core import (
+    CheckTable,
     Fail,
-    Part,
     SubCheck,
     as_obs,
     close,
@@ -192,7 +192,7 @@ def _verdict_pbatch(obs, exp):
         raise Fail("sample 1 of a batch differs from the same image alone: do not mix the batch dimension")
 
 
-PATCHIFIER = Part(
+PATCHIFIER = CheckTable(
     "patchifier",
     [
         SubCheck("shape", "output shape (b, n, d), n = (img/p)^2", 1, _probe_pshape, _verdict_pshape),
@@ -332,7 +332,7 @@ def _verdict_dbatch(obs, exp):
         raise Fail("sample 1 of a batch differs from the same tokens alone: do not mix the batch dimension")
 
 
-DEPATCHIFIER = Part(
+DEPATCHIFIER = CheckTable(
     "depatchifier",
     [
         SubCheck("shape", "output shape (b, 1, img, img)", 1, _probe_dshape, _verdict_dshape),
