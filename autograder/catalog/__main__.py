@@ -13,7 +13,7 @@ from typing import List
 
 from autograder.checks import HIDDEN, VISIBLE, run_check
 
-from . import Entry, entries
+from . import Entry, entries, shape_share
 
 
 @dataclass
@@ -28,6 +28,8 @@ class Outcome:
         e = self.entry
         if e.kind == "alternative":
             return self.visible == 1.0 and self.hidden == 1.0
+        if e.kind == "trivial":
+            return max(self.visible, self.hidden) <= shape_share(e.part) + 1e-9
         lost = self.visible < 1.0 or self.hidden < 1.0
         return lost and e.expect.lower() in self.text.lower()
 
@@ -114,6 +116,18 @@ A part's points are shared among its sub-checks by weight. The weights follow fo
    parameter count without charging a forward pass that fails. Only a result that is wrong as a
    whole (an output of the wrong shape, tokens or heads scrambled) fails several sub-checks:
    nothing else can be compared. `tests/test_checks_catalog.py` pins this for every mutant.
+5. **A property counts only where the output carries it.** Before a sub-check credits a property
+   that any constant output has (the same result for both `t` shapes, at batch size 1, under a
+   permutation of the tokens, per sample in a batch, in the right token order), it establishes
+   from its probe's data that the output is a function of the inputs, changes with the input the
+   property is about and, for a module, with its own weights; otherwise it fails ("your output
+   does not depend on x: ...", "your output does not change when the weights do: ..."). Each part
+   says below which inputs its rule names. So a right-shaped output that computes nothing (zeros,
+   ones, noise, a learned constant, the input echoed) earns the output-shape share at most.
+6. **Each part on its own code.** Where a part builds on other graded parts (the DiT on its
+   layers, the whole model on its encoder, patchifier, trunk and depatchifier), a component that
+   raises is replaced by a test double with the same interface for that part's checks, and the
+   line says which one stood in: a missing component costs once, in its own part.
 
 Messages name the deviation that was found ("an extra module runs after the last layer:
 final_norm (LayerNorm), final_linear (Linear)"); where the cause is a guess the message says so
@@ -165,6 +179,14 @@ def markdown(outcomes: List[Outcome]) -> str:
         if o.entry.kind == "alternative":
             lines.append(f"| {o.entry.part} | {o.entry.name} | {_cell(o.entry.doc)} | {o.visible:.0%} | "
                          f"{o.hidden:.0%} |")
+    triv = [o for o in outcomes if o.entry.kind == "trivial"]
+    lines += ["", "## Trivial stubs: no points for computing nothing", "",
+              "The student's constructor, the graded method returning a right-shaped output that computes "
+              "nothing (`autograder/catalog/trivial.py`). Each may earn at most the share of its part's "
+              f"output-shape sub-check; {sum(o.ok for o in triv)} of {len(triv)} do.", "",
+              "| part | stub | returns | visible | hidden | limit (shape share) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {o.entry.part} | {o.entry.name} | {_cell(o.entry.doc)} | {o.visible:.0%} | {o.hidden:.0%} | "
+              f"{shape_share(o.entry.part):.0%} |" for o in triv]
     return "\n".join(lines)
 
 
@@ -181,8 +203,10 @@ def main(argv=None) -> int:
     bad = [o for o in outcomes if not o.ok]
     mut = [o for o in outcomes if o.entry.kind == "mutant"]
     alt = [o for o in outcomes if o.entry.kind == "alternative"]
+    triv = [o for o in outcomes if o.entry.kind == "trivial"]
     summary = (f"mutants caught {sum(o.ok for o in mut)}/{len(mut)}, alternatives accepted "
-               f"{sum(o.ok for o in alt)}/{len(alt)}, {wall:.1f} s")
+               f"{sum(o.ok for o in alt)}/{len(alt)}, trivial stubs held to the shape share "
+               f"{sum(o.ok for o in triv)}/{len(triv)}, {wall:.1f} s")
     print(("\n" if args.markdown else "") + summary, file=sys.stdout if not args.markdown else sys.stderr)
     for o in bad:
         print(f"NOT OK {o.entry.part}/{o.entry.name} ({o.entry.kind}): visible {o.visible:.2f} hidden "
