@@ -184,9 +184,10 @@ def markdown(outcomes: List[Outcome]) -> str:
               "The student's constructor, the graded method returning a right-shaped output that computes "
               "nothing (`autograder/catalog/trivial.py`). Each may earn at most the share of its part's "
               f"output-shape sub-check; {sum(o.ok for o in triv)} of {len(triv)} do.", "",
-              "| part | stub | returns | visible | hidden | limit (shape share) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {o.entry.part} | {o.entry.name} | {_cell(o.entry.doc)} | {o.visible:.0%} | {o.hidden:.0%} | "
-              f"{shape_share(o.entry.part):.0%} |" for o in triv]
+              "| part | stub | returns | visible | hidden | limit (shape share) |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {o.entry.part} | {o.entry.name} | {_cell(o.entry.doc)} | {o.visible:.0%} | "
+              f"{o.hidden:.0%} | {shape_share(o.entry.part):.0%} |" for o in triv]
     return "\n".join(lines)
 
 
