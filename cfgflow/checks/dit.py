@@ -904,17 +904,17 @@ class _TimeDouble(nn.Module):
 
 
 class _PatchDouble(nn.Module):
-    """Stands in for the patchifier: (b, 1, 32, 32) -> (b, n, dim), row-major tokens whose entries
-    are the patch's pixels (cycled to dim) times fixed scales."""
+    """Stands in for the patchifier: (b, 1, 32, 32) -> (b, n, dim), row-major tokens, each the mean
+    of its p x p patch times fixed scales (no graded map: pooling, not a patch embedding)."""
 
     def __init__(self, p, dim):
         super().__init__()
         self.p, self.n_tokens = p, (32 // p) ** 2
-        self.register_buffer("idx", torch.arange(dim) % (p * p))
         self.register_buffer("s", torch.randn(dim, generator=torch.Generator().manual_seed(12)))
 
     def forward(self, x):
-        return F.unfold(x, self.p, stride=self.p).transpose(1, 2)[..., self.idx] * self.s
+        pooled = F.avg_pool2d(x, self.p).reshape(x.shape[0], -1, 1)  # (b, n, 1)
+        return pooled * self.s + 0.1 * self.s
 
 
 class _TrunkDouble(nn.Module):
@@ -929,17 +929,18 @@ class _TrunkDouble(nn.Module):
 
 
 class _DepatchDouble(nn.Module):
-    """Stands in for the depatchifier: (b, n, dim) -> (b, 1, 32, 32), each token's entries (cycled to
-    p * p) times fixed scales as its p x p patch, row-major."""
+    """Stands in for the depatchifier: (b, n, dim) -> (b, 1, 32, 32), each token's weighted mean
+    spread over its p x p patch, row-major (nearest upsampling, not a graded map)."""
 
     def __init__(self, p, dim):
         super().__init__()
         self.p = p
-        self.register_buffer("idx", torch.arange(p * p) % dim)
-        self.register_buffer("s", torch.randn(p * p, generator=torch.Generator().manual_seed(13)))
+        self.register_buffer("s", torch.randn(dim, generator=torch.Generator().manual_seed(13)))
 
     def forward(self, x):
-        return F.fold((x[..., self.idx] * self.s).transpose(1, 2), 32, self.p, stride=self.p)
+        side = 32 // self.p
+        per_token = (x * self.s).mean(-1).reshape(x.shape[0], 1, side, side)  # (b, 1, 32/p, 32/p)
+        return F.interpolate(per_token, scale_factor=self.p, mode="nearest")
 
 
 DOUBLES = {"encoder": _TimeDouble, "patchifier": _PatchDouble, "trunk": _TrunkDouble,
