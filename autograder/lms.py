@@ -101,26 +101,36 @@ def from_gradebook(gb, assignments: Optional[List[str]] = None, students: Option
                    canvas_ids: Optional[Dict[str, str]] = None) -> List[Column]:
     """One column per assignment of an nbgrader :class:`~nbgrader.api.Gradebook`; a student with no
     submission has no grade (None), not a zero: the instructor decides."""
+    import warnings
+
     from nbgrader.api import MissingEntry
 
     canvas_ids = canvas_ids or {}
     cols = []
-    for a in gb.assignments:
-        if assignments and a.name not in assignments:
-            continue
-        col = Column(a.name, float(a.max_score), canvas_id=str(canvas_ids.get(a.name, "")))
-        for s in gb.students:
-            if students and s.id not in students:
+    with warnings.catch_warnings():
+        # nbgrader's score properties trip a harmless SQLAlchemy autoflush warning
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        for a in gb.assignments:
+            if assignments and a.name not in assignments:
                 continue
-            try:
-                sub = gb.find_submission(a.name, s.id)
-            except MissingEntry:
-                col.scores[s.id], col.status[s.id] = None, "no_submission"
-                continue
-            col.scores[s.id] = max(0.0, float(sub.score) - float(sub.late_submission_penalty or 0.0))
-            col.status[s.id] = "ok"
-        cols.append(col)
+            cols.append(_column(gb, a, students, canvas_ids, MissingEntry))
     return cols
+
+
+def _column(gb, a, students, canvas_ids, MissingEntry) -> Column:
+    """The column of one nbgrader assignment ``a``."""
+    col = Column(a.name, float(a.max_score), canvas_id=str(canvas_ids.get(a.name, "")))
+    for s in gb.students:
+        if students and s.id not in students:
+            continue
+        try:
+            sub = gb.find_submission(a.name, s.id)
+        except MissingEntry:
+            col.scores[s.id], col.status[s.id] = None, "no_submission"
+            continue
+        col.scores[s.id] = max(0.0, float(sub.score) - float(sub.late_submission_penalty or 0.0))
+        col.status[s.id] = "ok"
+    return col
 
 
 def _fmt(x: Optional[float]) -> str:
