@@ -433,6 +433,9 @@ def render(data: dict, max_mistakes: int = 12) -> str:
                        + "".join(rows) + "</table></div>")
         else:
             out.append("<p>No two hand-ins share graded code beyond the release's.</p>")
+        if sim.get("explained"):
+            out.append(f"<p class='ids'>{sim['explained']} pair(s) of hand-ins not listed: both are as "
+                       "close to one known solution, and are listed with it.</p>")
         if sim.get("empty"):
             out.append(f"<p class='ids'>No graded code of their own (compared with nothing): "
                        f"{e(', '.join(sim['empty']))}</p>")

@@ -15,8 +15,10 @@ Everything is kept as files under ``OUT/similarity/`` (``code/{student}.py``, ``
 ``boilerplate.py``), so ``--merge`` compares the students of all shards with each other. The
 pairs are ranked by the larger of the two directions' shares (how much of one's code is found in
 the other); each of the top pairs gets a side-by-side page (``OUT/similarity/pairs/*.html``) with
-the matched spans highlighted. A high score is a reason to look, never a verdict: short parts
-written the natural way look alike.
+the matched spans highlighted. Two hand-ins that are both as close to one known solution are not
+listed as a pair (each is listed with that solution). Every pair is screened by its shared
+fingerprints; the likely ones are compared exactly (:data:`SCREEN`, :data:`PER_STUDENT`). A high
+score is a reason to look, never a verdict: short parts written the natural way look alike.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ SIMILARITY = "similarity"  # OUT/similarity/
 NOISE_T = 25  # copydetect's defaults: matches shorter than NOISE_T tokens are ignored, ...
 GUARANTEE_T = 25  # ... matches of GUARANTEE_T tokens or more are always found
 TOP = 40  # pairs kept in the report (and side-by-side pages written)
+SCREEN = 4  # exact comparisons for the SCREEN * TOP pairs sharing the most fingerprints ...
+PER_STUDENT = 3  # ... and for each hand-in's PER_STUDENT best
+EXPLAINED_SLACK = 0.02  # a pair of hand-ins both this close to one known solution is not listed
 REFERENCE = "[reference]"  # the instructor's source notebook, always among the known solutions
 KNOWN_PREFIX = "[known] "  # a file of --against DIR
 
@@ -169,11 +174,13 @@ class Pair:
 @dataclass
 class Similarity:
     pairs: List[Pair] = field(default_factory=list)  # the top pairs, most similar first
-    compared: int = 0  # pairs compared
+    compared: int = 0  # pairs screened (every pair)
+    exact: int = 0  # pairs compared exactly (the candidates of the screening)
     students: int = 0
     known: List[str] = field(default_factory=list)
     nearest: Dict[str, float] = field(default_factory=dict)  # student -> best score with anyone
     empty: List[str] = field(default_factory=list)  # hand-ins with no code of their own
+    explained: int = 0  # pairs of hand-ins not listed: both as close to one known solution
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -211,25 +218,52 @@ def compare(root: Path, top: int = TOP, pages: bool = True) -> Similarity:
     sim = Similarity(students=len(students), known=sorted(known),
                      empty=sorted(s for s, f in students.items() if not f.hashes))
     names = list(students)
+    # Screening: the share of shared fingerprints (set intersection, cheap) for every pair; the
+    # exact comparison (copydetect's matched spans) for the pairs that can matter: the best
+    # SCREEN * top of the class and each hand-in's PER_STUDENT best (its nearest).
+    screened: Dict[tuple, float] = {}
+    for i, a in enumerate(names):
+        fa = students[a]
+        others = [(b, students[b], "students") for b in names[i + 1:]]
+        others += [(k, f, "known") for k, f in known.items()]
+        for b, fb, kind in others:
+            sim.compared += 1
+            shared = len(fa.hashes & fb.hashes)
+            if shared:
+                screened[(a, b, kind)] = shared / max(1, min(len(fa.hashes), len(fb.hashes)))
+    best = sorted(screened, key=lambda k: -screened[k])
+    chosen = set(best[:SCREEN * top])
+    per: Dict[str, List[tuple]] = {}
+    for key in best:
+        for s in key[:2]:
+            if s in students and len(per.setdefault(s, [])) < PER_STUDENT:
+                per[s].append(key)
+                chosen.add(key)
     found: List[Pair] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for i, a in enumerate(names):
-            fa = students[a]
-            others = [(b, students[b], "students") for b in names[i + 1:]]
-            others += [(k, f, "known") for k, f in known.items()]
-            for b, fb, kind in others:
-                sim.compared += 1
-                if not (fa.hashes & fb.hashes):
-                    continue
-                tokens, (s1, s2), _ = compare_files(fa, fb)
-                if tokens <= 0:
-                    continue
-                pair = Pair(a, b, kind, round(float(s1), 4), round(float(s2), 4), int(tokens))
-                found.append(pair)
-                for s in (a, b):
-                    if s in students:
-                        sim.nearest[s] = max(sim.nearest.get(s, 0.0), pair.score)
+        for a, b, kind in sorted(chosen):
+            fb = students[b] if kind == "students" else known[b]
+            tokens, (s1, s2), _ = compare_files(students[a], fb)
+            sim.exact += 1
+            if tokens <= 0:
+                continue
+            pair = Pair(a, b, kind, round(float(s1), 4), round(float(s2), 4), int(tokens))
+            found.append(pair)
+            for s in (a, b):
+                if s in students:
+                    sim.nearest[s] = max(sim.nearest.get(s, 0.0), pair.score)
+    # two hand-ins that both match one known solution as closely as each other: the pair says
+    # nothing new (ten copies of the reference would fill the list with 45 pairs); counted only
+    kbest: Dict[str, Dict[str, float]] = {}
+    for p in found:
+        if p.kind == "known":
+            kbest.setdefault(p.a, {})[p.b] = p.score
+    explained = [p for p in found if p.kind == "students" and any(
+        min(kbest.get(p.a, {}).get(k, 0.0), kbest.get(p.b, {}).get(k, 0.0)) >= p.score - EXPLAINED_SLACK
+        for k in known)]
+    sim.explained = len(explained)
+    found = [p for p in found if p not in explained]
     found.sort(key=lambda p: (-p.score, -p.tokens, p.a, p.b))
     sim.pairs = found[:top]
     if pages:
