@@ -99,21 +99,26 @@ def summarize(results, cells, assignment: str, similarity=None) -> dict:
         scores = {_get(r, "student"): round(sum(float((_get(r, "scores") or {}).get(k, 0.0))
                                                 for k in keys), 4) for r in results}
         sub: Dict[str, dict] = {}
-        mistakes: Dict[tuple, set] = defaultdict(set)
+        # one mistake per normalised message, whichever sub-checks reported it (a method that
+        # raises fails them all with one message)
+        mistakes: Dict[str, set] = defaultdict(set)
+        reported_by: Dict[str, set] = defaultdict(set)
+        seen = {"visible": 0, "hidden": 0}  # test cells of the part, judged or not
         for r in results:
             student = _get(r, "student")
             for rec in _get(r, "judge", []) or []:
                 if rec.get("grade_id") not in gids:
                     continue
                 mode = "hidden" if rec.get("hidden") else "visible"
+                seen[mode] += 1
                 if rec.get("status") != "judged":
                     first = next((ln for ln in rec.get("lines", []) if "FAIL" in ln), rec.get("status", ""))
                     text = first.split("FAIL", 1)[-1].strip() if "FAIL" in first else first
-                    mistakes[(NO_VERDICT, normalise(text))].add(student)
+                    mistakes[normalise(text)].add(student)
+                    reported_by[normalise(text)].add(NO_VERDICT)
                     s = sub.setdefault(NO_VERDICT, {"name": NO_VERDICT, "weight": 0.0, "visible": [0, 0],
                                                     "hidden": [0, 0]})
                     s[mode][0] += 1
-                    s[mode][1] += 1
                     continue
                 for res in rec.get("results", []):
                     s = sub.setdefault(res["name"], {"name": res["name"],
@@ -122,8 +127,13 @@ def summarize(results, cells, assignment: str, similarity=None) -> dict:
                     s[mode][1] += 1
                     if not res.get("passed"):
                         s[mode][0] += 1
-                        mistakes[(res["name"], normalise(res.get("message", "")))].add(student)
+                        text = normalise(res.get("message", "")) or f"{res['name']} failed"
+                        mistakes[text].add(student)
+                        reported_by[text].add(res["name"])
         subchecks = []
+        if NO_VERDICT in sub:  # of every test cell of the part; the sub-checks: of the judged ones
+            for mode in seen:
+                sub[NO_VERDICT][mode][1] = seen[mode]
         for s in sub.values():
             row = {"name": s["name"], "weight": s["weight"]}
             for mode in ("visible", "hidden"):
@@ -131,15 +141,15 @@ def summarize(results, cells, assignment: str, similarity=None) -> dict:
                 row[mode] = {"failed": failed, "judged": judged,
                              "rate": round(failed / judged, 4) if judged else None}
             subchecks.append(row)
-        ranked = sorted(mistakes.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        ranked = sorted(mistakes.items(), key=lambda kv: (-len(kv[1]), sorted(reported_by[kv[0]]), kv[0]))
         parts.append({
             "part": part, "points": points, "cells": [c["key"] for c in pcells],
             "score": _stats(list(scores.values())),
             "full_marks": sum(1 for v in scores.values() if v >= points - 1e-9),
             "histogram": _hist(list(scores.values()), points),
             "subchecks": subchecks,
-            "mistakes": [{"subcheck": k[0], "message": k[1], "students": sorted(v), "count": len(v),
-                          "share": round(len(v) / n, 4) if n else 0.0} for k, v in ranked],
+            "mistakes": [{"subcheck": ", ".join(sorted(reported_by[k])), "message": k, "students": sorted(v),
+                          "count": len(v), "share": round(len(v) / n, 4) if n else 0.0} for k, v in ranked],
         })
     nearest = similarity.nearest if similarity is not None else {}
     subs = []
@@ -219,8 +229,8 @@ def overview_png(data: dict) -> str:
     parts = data["parts"]
     names = [p["part"] for p in parts][::-1]
     means = [p["score"]["mean"] / p["points"] if p["points"] else 0 for p in parts][::-1]
-    ax.barh(names, [1] * len(names), color="#eef1f6")
-    ax.barh(names, means, color=BLUE)
+    ax.barh(names, [1] * len(names), color="#eef1f6", height=0.6)
+    ax.barh(names, means, color=BLUE, height=0.6)
     for i, v in enumerate(means):
         ax.text(min(v, 0.86) + 0.02, i, f"{v:.0%}", va="center", fontsize=10,
                 color="white" if v > 0.86 else "#1d2433")
@@ -276,7 +286,7 @@ def part_png(part: dict) -> str:
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:.0%}"))
     ax.set_title("Failure rate per sub-check", loc="left")
-    ax.legend(loc="lower right", fontsize=9, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9, frameon=False)
     ax.grid(axis="y", visible=False)
     fig.tight_layout()
     return _png(fig)

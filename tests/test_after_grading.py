@@ -83,8 +83,18 @@ def test_summary_ranks_named_mistakes_with_students():
     assert [m["subcheck"] for m in mlp["mistakes"]] == [report.NO_VERDICT, "values"]
     assert mlp["mistakes"][0]["students"] == ["dan"]
     assert sum(cfg["histogram"]["counts"]) == 6 and cfg["full_marks"] == 3
+    no_verdict = next(s for s in mlp["subchecks"] if s["name"] == report.NO_VERDICT)
+    assert no_verdict["visible"] == {"failed": 1, "judged": 5, "rate": 0.2}  # of every test cell
     fay = next(s for s in data["submissions"] if s["student"] == "fay")
     assert fay == {**fay, "status": "timeout", "wall_s": 1200.0, "isolation": "bwrap", "total": 0.0}
+
+
+def test_one_message_from_several_subchecks_is_one_mistake():
+    raised = "your code raised NotImplementedError: did you fill in the cell?"
+    gil = _student("gil", [("loss", raised), ("labels", raised)])
+    data = report.summarize([gil, _student("hal")], CELLS, A)
+    (m,) = data["parts"][0]["mistakes"]
+    assert m["subcheck"] == "labels, loss" and m["students"] == ["gil"] and m["share"] == 0.5
 
 
 def test_report_page_is_self_contained(tmp_path):
