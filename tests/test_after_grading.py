@@ -238,6 +238,11 @@ def test_against_is_a_grade_option():
     cfg = config_from_args(parser().parse_args(["subs", "--against", "/tmp/public"]))
     assert cfg.against == Path("/tmp/public")
     assert config_from_args(parser().parse_args(["subs"])).against is None
+    from autograder.grade.engine import grade_submissions
+
+    with pytest.raises(ValueError, match="--against /nonexistent: not a folder"):
+        grade_submissions(Path("subs"), config_from_args(
+            parser().parse_args(["s", "--against", "/nonexistent"])))
 
 
 # --------------------------------------------------------------------------------------------
