@@ -288,7 +288,7 @@ def _known_name(stem: str) -> str:
 PAGE_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2433}
 h1{font-size:22px;margin:0 0 6px} .note{color:#555;max-width:70em}
-.cols{display:grid;grid-template-columns:1fr 1fr;gap:16px;margin-top:16px}
+.cols{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:16px;margin-top:16px}
 .col h2{font-size:16px;margin:0 0 6px}
 pre{background:#f7f8fa;border:1px solid #dde1e8;border-radius:6px;padding:10px;font-size:12.5px;
     line-height:1.45;overflow-x:auto;white-space:pre}
