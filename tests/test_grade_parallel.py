@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -184,6 +185,9 @@ def test_outputs_written(graded, course):
     fb = (out / "feedback" / "complete.html").read_text()
     assert "cfgflow-grading-notes" in fb and "6 / 6 points" in fb and "mul ok" in fb
     assert "cannot read" in (out / "feedback" / "broken_json.html").read_text()
+    report = json.loads((out / "report.json").read_text())  # the class report of every run
+    assert report["students"] == len(EXPECTED) and (out / "report.html").stat().st_size > 10_000
+    assert report["similarity"]["students"] == len(EXPECTED)
 
     from nbgrader.api import Gradebook
 
@@ -218,6 +222,9 @@ def test_merge_shards(graded, course, tmp_path):
     assert [r.student for r in merged] == sorted(EXPECTED)
     assert (tmp_path / "m" / "grades.csv").read_text() == (src / "grades.csv").read_text()
     assert len(list((tmp_path / "m" / "feedback").glob("*.html"))) == len(EXPECTED)
+    report = json.loads((tmp_path / "m" / "report.json").read_text())  # from the shards' records
+    assert report["students"] == len(EXPECTED)
+    assert report == {**report, "status": json.loads((src / "report.json").read_text())["status"]}
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{tmp_path / 'm' / 'gradebook.db'}", "cfgflow") as gb:

@@ -49,9 +49,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     from autograder.grade.outputs import score_table
 
     if args.merge:
-        merged = merge_shards(args.merge, args.out, args.assignment)
+        merged = merge_shards(args.merge, args.out, args.assignment, against=args.against)
         print(f"merged {len(args.merge)} shards: {len(merged)} students -> {args.out}/grades.csv, "
-              f"{args.out}/feedback/, {args.out}/gradebook.db")
+              f"{args.out}/feedback/, {args.out}/gradebook.db, {args.out}/report.html")
         return 0
     if args.submissions is None:
         p.error("SUBMISSIONS_DIR is required")
@@ -71,5 +71,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     dt = time.perf_counter() - t0
     print(score_table(results, cells, title=f"{cfg.assignment}: {len(results)} submissions"))
     print(f"\n{len(results)} submissions in {dt:.1f} s with {cfg.workers} workers; "
-          f"wrote {args.out}/grades.csv, {args.out}/feedback/, {args.out}/gradebook.db")
+          f"wrote {args.out}/grades.csv, {args.out}/feedback/, {args.out}/gradebook.db, "
+          f"{args.out}/report.html")
     return 0

@@ -124,6 +124,11 @@ class GradeConfig:
                               "folder): disk fillers")
     max_procs: int = _opt(512, "--max-procs", type=int,
                           help="processes and threads per submission (stops a fork bomb)")
+    # known solutions (e.g. the lab's public ones) the similarity report compares every hand-in with
+    against: Optional[Path] = _opt(None, "--against", type=Path, metavar="DIR",
+                                   help="folder of known solutions (notebooks or .py files, searched "
+                                        "recursively) that the report's similarity section compares "
+                                        "every hand-in's graded code with")
     shard: Optional[str] = _opt(None, "--shard", metavar="K/N",
                                 help="grade only the K-th of N slices of the sorted students, K from 0 "
                                      "(a job array: Slurm --array=0-(N-1) with $SLURM_ARRAY_TASK_ID/N, "
@@ -134,6 +139,8 @@ class GradeConfig:
         self.source_dir = Path(self.source_dir)
         if self.workdir is not None:
             self.workdir = Path(self.workdir)
+        if self.against is not None:
+            self.against = Path(self.against)
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.cell_timeout_s <= 0 or self.submission_timeout_s <= 0:

@@ -377,6 +377,8 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
 
     Returns the results sorted by student, and the grade cells (in notebook order).
     """
+    if cfg.against is not None and not Path(cfg.against).is_dir():
+        raise ValueError(f"--against {cfg.against}: not a folder")
     sources = Sources.read(cfg)
     isolation = cfg.isolation_mode()
     if isolation == ISOLATION_NONE:
@@ -442,7 +444,7 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
         results.sort(key=lambda r: r.student)
         _fill_missing(results, cells)
         if out_dir is not None:
-            write_outputs(out_dir, results, cells, cfg, template)
+            write_outputs(out_dir, results, cells, cfg, template, subs, sources)
         return results, cells
     finally:
         if own_tmp and not cfg.keep_workdirs:
@@ -485,9 +487,27 @@ def _fill_missing(results: list[StudentResult], cells: list[CellInfo]) -> None:
 
 
 def write_outputs(out_dir: Path, results: list[StudentResult], cells: list[CellInfo],
-                  cfg: GradeConfig, template: Path) -> None:
-    """``grades.csv``, the feedback pages the workers did not write, and the merged gradebook."""
+                  cfg: GradeConfig, template: Path, submissions: Optional[dict] = None,
+                  sources: Optional[Sources] = None) -> None:
+    """``grades.csv``, the feedback pages the workers did not write, the merged gradebook and the
+    class report (``report.html``, ``report.json``; with ``submissions`` and ``sources``, the
+    similarity of the hand-ins' graded code too: :mod:`autograder.similarity`)."""
+    from autograder import report, similarity
+
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "grades.csv", results, cells, cfg.assignment)
     write_plain_feedback(out_dir / "feedback", results, cells, cfg.assignment)
     merge_gradebook(out_dir / "gradebook.db", template / "gradebook.db", results, cells, cfg.assignment)
+    try:  # the grades are written: a failing report costs the report only
+        sim = None
+        if submissions is not None and sources is not None:
+            import nbformat
+
+            release = [nbformat.read(str(p), as_version=4)
+                       for p in sorted((template / "release" / cfg.assignment).glob("*.ipynb"))]
+            root = similarity.extract(out_dir, submissions, sources.nbs, release, cfg.against)
+            sim = similarity.compare(root)
+        report.write(out_dir, results, cells, cfg.assignment, sim)
+    except Exception:
+        print("warning: the class report failed (grades, feedback and gradebook are written):\n"
+              + tail(traceback.format_exc(), 1500), file=sys.stderr)

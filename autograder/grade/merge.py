@@ -7,7 +7,9 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Optional
 
+from autograder.grade import records
 from autograder.grade.config import COURSE_ID
 from autograder.grade.outputs import CellInfo, StudentResult, csv_columns, write_csv
 
@@ -37,12 +39,15 @@ def merge_gradebook(db_path: Path, template_db: Path, results: list[StudentResul
             gb.db.commit()
 
 
-def merge_shards(shards: list[Path], out_dir: Path, assignment: str) -> list[StudentResult]:
+def merge_shards(shards: list[Path], out_dir: Path, assignment: str,
+                 against: Optional[Path] = None) -> list[StudentResult]:
     """Merge the outputs of several runs (e.g. one per machine) into one ``out_dir``.
 
     Each shard is an ``--out`` folder of this command for the same assignment and source. Their
     grade cells and maxima must agree and no student may appear twice. Writes the combined
-    ``grades.csv``, ``feedback/`` and ``gradebook.db`` (rebuilt serially from the CSVs).
+    ``grades.csv``, ``feedback/`` and ``gradebook.db`` (rebuilt serially from the CSVs), and the
+    class report of everyone (the shards' records and graded code: ``report.html``, ``report.json``;
+    ``against``: more known solutions for the similarity section).
     """
     from nbgrader.api import Gradebook
 
@@ -70,10 +75,19 @@ def merge_shards(shards: list[Path], out_dir: Path, assignment: str) -> list[Stu
             if row["student"] in results:
                 raise ValueError(f"merge: student {row['student']!r} appears in two shards "
                                  f"(second: {shard})")
-            results[row["student"]] = StudentResult(
+            result = StudentResult(
                 row["student"], status=row["status"], reason=row["reason"],
                 notes=[n for n in row["notes"].split(" | ") if n], isolation=row.get("isolation", ""),
                 scores={by_col[k].key: float(row[k]) for k in cols})
+            record = shard / records.RECORDS / f"{row['student']}.json"
+            full = records.load(record)  # the judge's verdicts, time and memory: the report's input
+            if full is not None:
+                result.judge, result.wall_s, result.peak_rss_mb = full.judge, full.wall_s, full.peak_rss_mb
+                result.timings = full.timings
+                (out_dir / records.RECORDS).mkdir(parents=True, exist_ok=True)
+                if (out_dir / records.RECORDS / record.name).resolve() != record.resolve():
+                    shutil.copyfile(record, out_dir / records.RECORDS / record.name)
+            results[row["student"]] = result
         for fb in sorted((shard / "feedback").glob("*.html")):
             if fb.stem in results:
                 (out_dir / "feedback").mkdir(parents=True, exist_ok=True)
@@ -86,4 +100,11 @@ def merge_shards(shards: list[Path], out_dir: Path, assignment: str) -> list[Stu
         shutil.copyfile(shards[0] / "gradebook.db", base)
         merge_gradebook(out_dir / "gradebook.db", base, merged, cells, assignment)
     write_csv(out_dir / "grades.csv", merged, cells, assignment)
+    from autograder import report, similarity
+
+    root = similarity.gather(out_dir, shards)
+    if against is not None:
+        similarity.add_known(root, Path(against))
+    sim = similarity.compare(root) if (root / "code").is_dir() else None
+    report.write(out_dir, merged, cells, assignment, sim)
     return merged

@@ -93,6 +93,24 @@ def read(out_dir: Path, student: str, key: str) -> Optional[StudentResult]:
     return result
 
 
+def load(path: Path) -> Optional[StudentResult]:
+    """The result of the record file ``path``, whatever its digest (None: not a record)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        return None
+    fields = {f.name for f in dataclasses.fields(StudentResult)}
+    return StudentResult(**{k: v for k, v in raw["result"].items() if k in fields})
+
+
+def load_all(out_dir: Path) -> list:
+    """Every record of ``out_dir`` (the report's input), sorted by student."""
+    found = (load(p) for p in sorted((Path(out_dir) / RECORDS).glob("*.json")))
+    return sorted((r for r in found if r is not None), key=lambda r: r.student)
+
+
 def reusable(out_dir: Optional[Path], keys: Dict[str, str]) -> Dict[str, StudentResult]:
     """``student -> record`` of every student in ``keys`` whose record can be reused."""
     if out_dir is None:
