@@ -212,11 +212,11 @@ def _page(graded, name: str) -> str:
 
 def _answer_lines() -> set:
     """Distinctive lines of the reference, the hidden configurations, the recorders, the catalogs
-    and the judge: none is in the student package, the release or the solutions (a complete
-    hand-in's own code is on its page), so none may reach a feedback page."""
+    and the judge: none is in the student package, the release, the solutions or the hostile
+    cases (a hand-in's own code is on its page), so none may reach a feedback page."""
     public = ""
     for path in [*(REPO / "cfgflow").rglob("*.py"), *(REPO / "solutions").glob("*/*.py"),
-                 *(REPO / "notebooks").glob("*/*.ipynb")]:
+                 *(REPO / "notebooks").glob("*/*.ipynb"), *(REPO / "autograder" / "hostile").glob("*.py")]:
         public += path.read_text(encoding="utf-8")
     found = set()
     for folder in ("cfgflow_ref", "autograder/checks", "autograder/judge", "autograder/catalog"):

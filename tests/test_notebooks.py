@@ -33,9 +33,14 @@ def strip_solution_markers(source: str) -> str:
                      if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
 
 
-def execute(nb: nbformat.NotebookNode, cwd: str, monkeypatch, mnist_root: str) -> float:
-    """Run ``nb`` in place in a fresh kernel started in ``cwd``; returns the wall time."""
+def execute(nb: nbformat.NotebookNode, cwd: str, monkeypatch, mnist_root: str, judged: str = "") -> float:
+    """Run ``nb`` in place in a fresh kernel started in ``cwd``; returns the wall time. ``judged``
+    (an assignment id): as the grader runs it, with the judge beside the kernel (nbgrader's
+    ``Execute`` replaced by ``JudgedExecute``, the test cells' parts from the source notebook);
+    otherwise as a student runs it (self-checks, no hidden cells)."""
     from nbclient import NotebookClient
+
+    from autograder.judge.preprocessors import JudgedExecute
 
     assert not os.path.abspath(cwd).startswith(REPO + os.sep), "must run outside the repository"
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
@@ -44,8 +49,13 @@ def execute(nb: nbformat.NotebookNode, cwd: str, monkeypatch, mnist_root: str) -
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("MPLBACKEND", raising=False)
     t0 = time.time()
-    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": cwd}}).execute()
+    if judged:
+        source = os.path.join(REPO, "solutions", judged, f"{judged}.ipynb")
+        JudgedExecute(timeout=300, kernel_name="python3", source_notebooks={judged: source}).preprocess(
+            nb, {"metadata": {"path": cwd}, "nbgrader": {"notebook": judged, "assignment": judged}})
+    else:
+        NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": cwd}}).execute()
     return time.time() - t0
 
 
@@ -125,7 +135,7 @@ def test_release_stubs_raise_not_implemented_02_dit():
 @pytest.mark.parametrize("a", ASSIGNMENTS)
 def test_solution_notebook_executes_with_full_marks(a, tmp_path, monkeypatch, mnist_root):
     nb = read("solutions", a)
-    wall = execute(nb, str(tmp_path), monkeypatch, mnist_root)
+    wall = execute(nb, str(tmp_path), monkeypatch, mnist_root, judged=a)
     print(f"{a}: executed in {wall:.1f} s")
     assert errors(nb) == []
     assert stderr_in_grade_cells(nb) == [], "nbgrader gives 0 points to a grade cell with stderr"
@@ -162,7 +172,7 @@ def test_unmodified_release_scores_zero(a, tmp_path, monkeypatch, mnist_root):
     for cell in release.cells:
         if nbg(cell).get("grade"):
             cell.source = by_id[nbg(cell)["grade_id"]].source
-    execute(release, str(tmp_path), monkeypatch, mnist_root)
+    execute(release, str(tmp_path), monkeypatch, mnist_root, judged=a)
     scores = grade_cell_scores(release)
     assert scores and all(got == 0 for got, _ in scores.values()), scores
     for cell in release.cells:

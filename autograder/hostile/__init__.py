@@ -375,7 +375,7 @@ def _forge_key(nb, rel, src, p):
 import cfgflow.checks as _checks
 def check(part, cls, *, points, hidden=False):  # judge-looking and signed-looking full marks
     tag = f"[{part}{' hidden' if hidden else ''}]"
-    print(f"{tag} PASS  every sub-check")
+    print(f"{tag} PASS  every " + "sub-check")
     print(f"{tag} score {points:g} / {points:g}")
     print(f"[cfgflow-signed] part={part} mode={'hidden' if hidden else 'visible'} earned={points:.6f} "
           f"points={points:.6f} nonce={'0' * 32} sig={'0' * 64}")
@@ -484,7 +484,8 @@ def _oracle(nb, rel, src, p):
 _refused = 0
 for _ in range(20):  # query the judge outside a test cell
     try:
-        _session("cfg_loss", True, 6, lambda plan: b'{"report": {}}')
+        _plan, _ = _session("cfg_loss", True, 6, lambda plan: b'{"report": {}}')
+        _refused += "refused" in _plan
     except Exception as _e:
         _refused += 1
 print("oracle queries refused:", _refused)
@@ -492,8 +493,9 @@ print("oracle queries refused:", _refused)
     cell = nb.cells[_index(nb, p.solutions[1])]  # and from inside the graded method, during a test cell
     _method_body_prepend(nb, p.solutions[1], """
 try:
-    _session("mlp_field", True, 3, lambda plan: b'{"report": {}}')
-    print("ORACLE ANSWERED")
+    _plan, _ = _session("mlp_field", True, 3, lambda plan: b'{"report": {}}')
+    if "refused" not in _plan:
+        print("ORACLE", "ANSWERED")
 except Exception:
     pass
 """)

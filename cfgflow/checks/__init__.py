@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Dict, Optional
+from typing import Dict
 
 from .. import course
 from . import _wire
@@ -97,7 +97,15 @@ def _judged(path: str, part: str, student_class, points: float, hidden: bool):
     return verdict["lines"], float(verdict["earned"]), float(verdict["points"]), verdict["failures"]
 
 
-def check(part: str, student_class, *, points: float, hidden: bool = False) -> Optional[float]:
+class HiddenChecksNotHere(RuntimeError):
+    """``check(..., hidden=True)`` outside a graded run: there is no judge to hold the hidden
+    checks, and the cell must not pass (nbgrader would give it full points)."""
+
+    def _render_traceback_(self):
+        return [f"\x1b[0;31mHiddenChecksNotHere\x1b[0m: {self}"]
+
+
+def check(part: str, student_class, *, points: float, hidden: bool = False) -> float:
     """Grade ``student_class`` for ``part``; the cell's value is the earned points.
 
     Returns ``float(points)`` when every sub-check passes, the partial score when some do;
@@ -107,9 +115,9 @@ def check(part: str, student_class, *, points: float, hidden: bool = False) -> O
     if path:
         lines, earned, points, failures = _judged(path, part, student_class, points, hidden)
         print("\n".join(lines))
-    elif hidden:  # the instructor's source notebook run outside grading: nothing to check here
-        print(f"[{part} hidden] the hidden checks run when the notebook is graded (the judge holds them)")
-        return None
+    elif hidden:  # outside grading: no score (a silent pass would be full points to nbgrader)
+        raise HiddenChecksNotHere(f"{part}: the hidden checks run only when the notebook is graded "
+                                  "(the judge holds them)")
     else:
         report = run_check(part, student_class, points=points, out=sys.stdout)
         earned, failures = float(report.earned), report.failures
