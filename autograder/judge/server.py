@@ -214,9 +214,9 @@ class Judge:
                 cell.served, cell.conn = True, conn
         stream = conn.makefile("rwb")
         conn.settimeout(READ_TIMEOUT_S)
-        _read(stream)  # the hello: its part, mode and points are the kernel's claims, not used
+        _wire.receive(stream)  # the hello: its part, mode and points are the kernel's claims, not used
         if not fresh:
-            _send(stream, {"refused": REFUSED_ORACLE})
+            _wire.send(stream, {"refused": REFUSED_ORACLE})
             return
         spec = cell.spec
         from autograder import checks
@@ -224,11 +224,11 @@ class Judge:
 
         planned = self._plan(spec.part, spec.hidden)
         table, cfg, data = planned
-        _send(stream, {"part": spec.part, "hidden": spec.hidden, "config": cfg,
+        _wire.send(stream, {"part": spec.part, "hidden": spec.hidden, "config": cfg,
                        "given": given_of(table, data)})
         conn.settimeout(None)  # the probes take what the cell's time-out allows (close_cell ends it)
         try:
-            message = _read(stream)
+            message = _wire.receive(stream)
             sent = message.get("report") if isinstance(message, dict) else None
             if sent is None:
                 sent = {"malformed": "the message holds no report"}
@@ -243,19 +243,5 @@ class Judge:
             if self._cell is not cell:
                 return  # the cell ended meanwhile: its record says incomplete
             cell.record = record
-        _send(stream, {"lines": record.lines, "earned": record.earned, "points": spec.points,
+        _wire.send(stream, {"lines": record.lines, "earned": record.earned, "points": spec.points,
                        "failures": report.failures})
-
-
-def _send(stream, message) -> None:
-    stream.write((_wire.encode(message) + "\n").encode())
-    stream.flush()
-
-
-def _read(stream):
-    line = stream.readline(_wire.LIMITS.bytes + 1)
-    if not line:
-        raise _wire.WireError("the kernel sent nothing")
-    if len(line) > _wire.LIMITS.bytes:
-        raise _wire.WireError(f"message over the limit of {_wire.LIMITS.bytes:,} bytes")
-    return _wire.decode(line.decode("utf-8", errors="replace"))

@@ -68,12 +68,11 @@ class JudgeUnavailable(RuntimeError):
 
 
 def _exchange(stream, message) -> dict:
-    stream.write((_wire.encode(message) + "\n").encode())
-    stream.flush()
-    line = stream.readline(_wire.LIMITS.bytes + 1)
-    if not line:
-        raise JudgeUnavailable("the judge closed the connection")
-    answer = _wire.decode(line.decode())
+    _wire.send(stream, message)
+    try:
+        answer = _wire.receive(stream)
+    except _wire.WireError as e:
+        raise JudgeUnavailable(f"the judge's answer could not be read: {e}") from e
     if not isinstance(answer, dict):
         raise JudgeUnavailable("the judge's answer is not a message")
     if "refused" in answer:

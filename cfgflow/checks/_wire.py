@@ -126,6 +126,23 @@ def _tensor(x: dict, budget: _Budget) -> torch.Tensor:
     return t.to(dtype).reshape(shape)
 
 
+def send(stream, message: Any) -> None:
+    """Write ``message`` as one line to a binary stream (a socket's file) and flush it."""
+    stream.write((encode(message) + "\n").encode())
+    stream.flush()
+
+
+def receive(stream) -> Any:
+    """Read one line written by :func:`send`; :class:`WireError` when nothing arrives, the line is
+    over the size limit or it is not data of the agreed form."""
+    line = stream.readline(LIMITS.bytes + 1)
+    if not line:
+        raise WireError("nothing arrived (the other side closed the connection)")
+    if len(line) > LIMITS.bytes:
+        raise WireError(f"message over the limit of {LIMITS.bytes:,} bytes")
+    return decode(line.decode("utf-8", errors="replace"))
+
+
 def decode(text: str) -> Any:
     """The data of a JSON text written by :func:`encode`; :class:`WireError` for anything else."""
     if not isinstance(text, str) or len(text) > LIMITS.bytes:
