@@ -87,7 +87,6 @@ class JudgedExecute(Execute):
         self._specs = graded_cells(self._source_nb(resources))
         folder = self.socket_dir or tempfile.mkdtemp(prefix="cfgflow-judge-")
         self._judge = Judge(os.path.join(folder, "judge.sock"))
-        self._judge.prepare(self._specs.values())
         before = os.environ.get(JUDGE_ENV)
         os.environ[JUDGE_ENV] = self._judge.path  # the kernel, started below, inherits it
         try:

@@ -95,7 +95,6 @@ class Judge:
         self.records: List[CellRecord] = []
         self._plans: Dict[Tuple[str, bool], Any] = {}
         self._lock = threading.Lock()
-        self._plan_lock = threading.Lock()  # one planner at a time: the warm-up or a session
         self._cell: Optional[_Open] = None
         self._active = 0
         self._stopped = threading.Event()
@@ -183,28 +182,13 @@ class Judge:
                                           f"{str(e)[:300]}): tell your instructor",
                                           f"{_tag(spec)} score 0 / {spec.points:g}"])
 
-    def prepare(self, specs) -> None:
-        """Plan the cells of ``specs`` in a background thread (the judge's imports and the
-        reference's expectations, ~5 s on a CPU), while the kernel starts and the notebook's first
-        cells run: the first test cell then finds its plan ready."""
-        keys = list(dict.fromkeys((s.part, s.hidden) for s in specs))
-
-        def warm():
-            for key in keys:
-                try:
-                    self._plan(*key)
-                except Exception:  # noqa: BLE001 - the session planning it again reports the error
-                    pass
-        threading.Thread(target=warm, name="cfgflow-judge-warm-up", daemon=True).start()
-
     def _plan(self, part: str, hidden: bool):
         key = (part, hidden)
-        with self._plan_lock:
-            if key not in self._plans:
-                from autograder import checks
+        if key not in self._plans:
+            from autograder import checks
 
-                self._plans[key] = checks.plan(part, hidden)
-            return self._plans[key]
+            self._plans[key] = checks.plan(part, hidden)
+        return self._plans[key]
 
     def _session(self, conn: socket.socket) -> None:
         with self._lock:
