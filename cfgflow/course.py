@@ -70,6 +70,19 @@ ASSIGNMENTS: Dict[str, Assignment] = {a.id: a for a in (
         Part("mnist_dit", "Q7", "`MNISTDiffusionTransformer`: the whole model", "MNISTDiffusionTransformer",
              4, 5, "dit", "MNIST_DIT"),
     )),
+    Assignment("03_latent", (
+        Part("reparameterize", "Q1", "`DiagonalGaussian.sample`: the reparameterised sample", "DiagonalGaussian",
+             2, 3, "vae", "REPARAMETERIZE"),
+        Part("vae_loss", "Q2", "`VAELoss`: the beta-weighted negative ELBO", "VAELoss", 3, 5, "vae", "VAE_LOSS"),
+        Part("encoder", "Q3", "`Encoder`: image to latent mean and log-variance", "Encoder", 3, 4,
+             "autoencoder", "ENCODER"),
+        Part("decoder", "Q4", "`Decoder`: latent to image mean and log-variance", "Decoder", 3, 4,
+             "autoencoder", "DECODER"),
+        Part("latent_cfg_loss", "Q5", "`LatentCFGTrainer.get_train_loss`: CFG in the latent space",
+             "LatentCFGTrainer", 3, 5, "latent_cfg", "LATENT_CFG_LOSS"),
+        Part("latent_sampler", "Q6", "`LatentCFGSampler.sample`: guided latents, decoded", "LatentCFGSampler",
+             2, 3, "latent_cfg", "LATENT_SAMPLER"),
+    )),
 )}
 
 PARTS: Dict[str, Part] = {p.name: p for a in ASSIGNMENTS.values() for p in a.parts}
