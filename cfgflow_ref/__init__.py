@@ -45,6 +45,16 @@ from .models import (
     Patchifier,
     attention,
 )
+from .latent import (
+    AttentionBlock,
+    Decoder,
+    DiagonalGaussian,
+    Encoder,
+    LatentCFGSampler,
+    LatentCFGTrainer,
+    ResidualBlock,
+    VAELoss,
+)
 from .training import (
     EMA,
     CFGTrainer,
@@ -63,7 +73,8 @@ del _module
 __version__ = cfgflow.__version__
 
 __all__ = [
-    "Alpha", "Beta", "CFGTrainer", "CFGVectorFieldODE", "ConditionalProbabilityPath",
+    "AttentionBlock", "Decoder", "DiagonalGaussian", "Encoder", "LatentCFGSampler", "LatentCFGTrainer",
+    "ResidualBlock", "VAELoss", "Alpha", "Beta", "CFGTrainer", "CFGVectorFieldODE", "ConditionalProbabilityPath",
     "ConditionalVectorField", "Depatchifier", "DiffusionTransformer",
     "DiffusionTransformerLayer", "EMA", "EulerMaruyamaSimulator", "EulerSimulator", "FourierEncoder",
     "GMM", "GaussianConditionalProbabilityPath", "HeunSimulator", "IsotropicGaussian",
