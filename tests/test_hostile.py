@@ -277,15 +277,17 @@ def test_forged_lines_never_reach_a_page_as_scores(graded):
         assert "PASS  every sub-check" not in text, name
 
 
-@pytest.fixture(scope="module")
-def graded_dit(tmp_path_factory):
-    """02_dit's complete solution with the answer-key reader's cell, graded by the engine."""
+@pytest.fixture(scope="module", params=["02_dit", "03_latent"])
+def graded_reader(request, tmp_path_factory):
+    """A later assignment's complete solution with the answer-key reader's cell, graded by the
+    engine (the reference of every assignment is one package: a reader in any of them must find
+    nothing)."""
     from autograder.hostile import _READER, _append, _escape, complete_submission
 
-    a = "02_dit"
+    a = request.param
     src = trim_for_ci(_read(REPO / "solutions" / a / f"{a}.ipynb"))
     rel = trim_for_ci(_read(REPO / "notebooks" / a / f"{a}.ipynb"))
-    root = tmp_path_factory.mktemp("hostile_dit")
+    root = tmp_path_factory.mktemp(f"hostile_{a}")
     (root / "source" / a).mkdir(parents=True)
     nbformat.write(src, str(root / "source" / a / f"{a}.ipynb"))
     nb = complete_submission(src, rel)
@@ -306,15 +308,15 @@ def graded_dit(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_answer_reader_finds_nothing_in_02_dit(graded_dit):
-    """In 02_dit too (whose reference the 01_cfg reader would have handed back weeks early): full
-    marks, nothing found, no answer line on the page."""
+def test_answer_reader_finds_nothing_in_later_assignments(graded_reader):
+    """In 02_dit and 03_latent too (whose references the 01_cfg reader would have handed back
+    weeks early): full marks, nothing found, no answer line on the page."""
     import html
     import re
 
-    row = graded_dit["row"]
+    row = graded_reader["row"]
     assert row["status"] == "ok" and float(row["total"]) == float(row["max_total"]), row
-    text = html.unescape(re.sub(r"<[^>]+>", "", graded_dit["page"].read_text(encoding="utf-8")))
+    text = html.unescape(re.sub(r"<[^>]+>", "", graded_reader["page"].read_text(encoding="utf-8")))
     assert "answer-key reader found 0 modules" in text
     assert not any(f"LEAKED {name}" in text for name in ("cfgflow_ref", "autograder", "solutions"))
     leaked = [line for line in _answer_lines() if line in text]

