@@ -88,7 +88,7 @@ def _register():
     from . import entries
 
     for part in PARTS:
-        if not entries(part, "alternative"):  # a part whose catalog is not written yet (test_catalog_covers_every_part)
+        if not entries(part, "alternative"):  # a catalog not written yet: test_catalog_covers_every_part
             continue
         for name, (doc, make) in KINDS.items():
             _stub(part, name, doc, make)

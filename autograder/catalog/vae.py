@@ -282,8 +282,9 @@ class Plain(_Loss):
 
 @alternative(L)
 class FullGaussianNLL(nn.Module):
-    """torch.distributions: -Normal(x_mean, exp(x_logvar / 2)).log_prob(x) (with its 1/2 log 2 pi per
-    pixel) and kl_divergence(q, N(0, I))."""
+    """The full Gaussian NLL, -Normal(x_mean, exp(x_logvar / 2)).log_prob(x), and kl_divergence(q, N(0, I)).
+
+    The NLL carries the constant 1/2 log(2 pi) per pixel: the same loss up to a constant."""
 
     def __init__(self, beta=1.0):
         super().__init__()
@@ -348,7 +349,7 @@ class KLNoHalf(_Loss):
 
 @mutant(L, "reconstruction term misses its 1/2")
 class RecNoHalf(_Loss):
-    """Reconstruction without the 1/2 (the lab's per-element form)."""
+    """Reconstruction without the 1/2."""
 
     def rec(self, x, x_mean, x_logvar):
         return (x - x_mean) ** 2 / torch.exp(x_logvar) + x_logvar

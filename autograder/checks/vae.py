@@ -60,7 +60,8 @@ def record_reparameterize(cfg, seed):
         tensors[name] = wrong
         miss = float(torch.maximum(wrong / std - 1, std / wrong - 1).abs().max())
         if miss < 4 * tol:
-            raise RuntimeError(f"{name} is within {miss:.3f} of the std in every column: spread LOGVAR_COLUMNS")
+            raise RuntimeError(f"{name} is within {miss:.3f} of the std in every column: spread "
+                               "LOGVAR_COLUMNS")
     return values, tensors
 
 

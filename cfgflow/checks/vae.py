@@ -51,7 +51,8 @@ WRONG_STDS = [
     ("std_logvar", "logvar used as the standard deviation: std = exp(logvar / 2)"),
     ("std_half_logvar", "logvar / 2 used as the standard deviation (that is the log of the std): "
      "std = exp(logvar / 2)"),
-    ("std_one", "the spread ignores logvar (noise of standard deviation 1): scale the noise by exp(logvar / 2)"),
+    ("std_one", "the spread ignores logvar (noise of standard deviation 1): scale the noise by "
+     "exp(logvar / 2)"),
 ]
 UNIFORM_STD = 12 ** -0.5  # std of U[0, 1): the spread of torch.rand noise relative to the expected std
 
@@ -64,7 +65,8 @@ def _probe_shape(ctx):
     """The sample's shape with a 0-d and with a full-shape log-variance."""
     mean = ctx.tensor("fresh_mean")
     out = {}
-    for kind, logvar in (("zero_d", torch.tensor(float(ctx.value("lv0")))), ("full", ctx.tensor("fresh_logvar"))):
+    lv0 = torch.tensor(float(ctx.value("lv0")))
+    for kind, logvar in (("zero_d", lv0), ("full", ctx.tensor("fresh_logvar"))):
         s = _sample(ctx, mean, logvar)
         out[kind] = shape_of(s) if not isinstance(s, torch.Tensor) else [int(d) for d in s.shape]
     return {"mean_shape": [int(d) for d in mean.shape], **out}
@@ -108,7 +110,8 @@ def _verdict_distribution(obs, exp):
         z = offset / std
         if float((z - z.mean()).abs().max()) <= 1e-4 * (1 + float(z.abs().max())):
             return  # mean + exp(logvar / 2) * (one shared draw): the fresh sub-check names it
-        raise Fail("the sample is the same in every row of the batch and is not mean + exp(logvar / 2) * noise")
+        raise Fail("the sample is the same in every row of the batch and is not "
+                   "mean + exp(logvar / 2) * noise")
     tol = SIGMAS / (2 * n) ** 0.5  # relative standard error of a standard deviation: 1 / sqrt(2 n)
     ratio = cs / std
     if float((ratio - 1).abs().max()) <= tol:
@@ -148,9 +151,9 @@ def _verdict_fresh(obs, exp):
             raise Fail(f"sample() returned {shape_of(obs[k])}, expected mean's shape {tuple(m.shape)}")
     r1, r2 = obs["r1"].double(), obs["r2"].double()
     if not close(r2 - r1, torch.full_like(r1, SHIFT), 1e-5):
-        raise Fail(f"your sample does not move with mean (the same random draws with mean + {SHIFT} should give "
-                   f"the sample + {SHIFT}): sample = mean + exp(logvar / 2) * noise, so this sub-check has "
-                   "nothing to credit")
+        raise Fail(f"your sample does not move with mean (the same random draws with mean + {SHIFT} "
+                   f"should give the sample + {SHIFT}): sample = mean + exp(logvar / 2) * noise, so this "
+                   "sub-check has nothing to credit")
     d1, d2 = obs["s1"].double() - m, obs["s2"].double() - m
     scale = 1e-6 * (1 + float(m.abs().max()))
     if float(d1.abs().max()) <= scale and float(d2.abs().max()) <= scale:
@@ -159,9 +162,12 @@ def _verdict_fresh(obs, exp):
         raise Fail("the same sample at every call (noise drawn once in __init__, or a fixed seed set in "
                    "sample()): draw fresh noise with torch.randn at each call")
     if torch.equal(obs["s1"], obs["s3"]):
-        raise Fail("two DiagonalGaussians built from the same mean and logvar gave the same sample (a generator "
-                   "seeded with a fixed seed?): draw the noise with torch.randn, the global generator")
+        raise Fail("two DiagonalGaussians built from the same mean and logvar gave the same sample (a "
+                   "generator seeded with a fixed seed?): draw the noise with torch.randn, the global "
+                   "generator")
     spread = float(d1.abs().max())
+    if spread == 0.0:
+        raise Fail("no noise in the first call: sample() returned mean itself; add exp(logvar / 2) * noise")
     distinct = len(set(torch.round(d1.reshape(-1) / spread * 1e4).tolist()))
     if distinct < d1.numel() // 2:
         if distinct <= 1:
@@ -196,8 +202,8 @@ def _probe_gradient(ctx):
             "zero_d": _grads(ctx, torch.tensor(lv0))}
 
 
-NO_GRAD = ("the sample has no gradient ({}.detach(), .data, torch.no_grad() or Normal(...).sample()?): return "
-           "mean + exp(logvar / 2) * noise (or Normal(...).rsample())")
+NO_GRAD = ("the sample has no gradient (.detach(), .data, torch.no_grad() or Normal(...).sample()?): "
+           "return mean + exp(logvar / 2) * noise (or Normal(...).rsample())")
 
 
 def _check_grads(rec, w, m, what):
@@ -207,11 +213,11 @@ def _check_grads(rec, w, m, what):
     if not isinstance(s, torch.Tensor) or s.shape != m.shape:
         raise Fail(f"with {what} sample() returned {shape_of(s)}, expected mean's shape {tuple(m.shape)}")
     if not rec["requires_grad"]:
-        raise Fail(NO_GRAD.format(""))
+        raise Fail(NO_GRAD)
     gm, gl = rec["g_mean"], rec["g_logvar"]
     if gm is None:
-        raise Fail("no gradient reaches mean (mean.detach() or mean.data?): the sample must be differentiable "
-                   "in mean")
+        raise Fail("no gradient reaches mean (mean.detach() or mean.data?): the sample must be "
+                   "differentiable in mean")
     if not close(gm, w, 1e-5):
         if float(gm.abs().max()) == 0.0:
             raise Fail("zero gradient: torch.normal(mean, std) draws without a gradient path; use "
@@ -234,7 +240,8 @@ def _verdict_gradient(obs, exp):
                    "sample = mean + std(logvar) * noise, the noise drawn without logvar")
     g0, d0 = _check_grads(obs["zero_d"], w, m, "a 0-d logvar")
     want = c * float((w * d0).sum())
-    if g0.numel() != 1 or abs(float(g0.reshape(())) - want) > 1e-4 * abs(c) * float((w * d0).abs().sum()) + 1e-7:
+    tol = 1e-4 * abs(c) * float((w * d0).abs().sum()) + 1e-7
+    if g0.numel() != 1 or abs(float(g0.reshape(())) - want) > tol:
         raise Fail("with a 0-d logvar the gradient with respect to logvar is not the pathwise one: "
                    "sample = mean + exp(logvar / 2) * noise, logvar broadcast to mean's shape")
 
@@ -259,13 +266,14 @@ def _probe_device(ctx):
         raise
     finally:
         dist.set_default_validate_args(validate)
-    return {"raised": None, "mentions_device": False, "device": s.device.type if isinstance(s, torch.Tensor) else None}
+    device = s.device.type if isinstance(s, torch.Tensor) else None
+    return {"raised": None, "mentions_device": False, "device": device}
 
 
 def _verdict_device(obs, exp):
     if obs["raised"] is not None and obs["mentions_device"]:
-        raise Fail("the noise was created on the CPU while mean lives on another device (GPU): draw it on mean's "
-                   "device (torch.randn_like(mean), or device=mean.device)")
+        raise Fail("the noise was created on the CPU while mean lives on another device (GPU): draw it on "
+                   "mean's device (torch.randn_like(mean), or device=mean.device)")
     if obs["device"] not in ("meta", "undecided"):
         raise Fail("the sample did not stay on mean's device: draw the noise with device=mean.device")
 
@@ -275,8 +283,8 @@ REPARAMETERIZE = CheckTable(
     [
         SubCheck("shape", "sample() has mean's shape (logvar 0-d or of mean's shape)", 0.5, _probe_shape,
                  _verdict_shape),
-        SubCheck("distribution", "each entry ~ N(mean, exp(logvar)): column means and standard deviations of a "
-                 "large batch", 2, _probe_distribution, _verdict_distribution),
+        SubCheck("distribution", "each entry ~ N(mean, exp(logvar)): column means and standard deviations "
+                 "of a large batch", 2, _probe_distribution, _verdict_distribution),
         SubCheck("fresh", "fresh independent noise at every call, in every object and every entry", 1,
                  _probe_fresh, _verdict_fresh),
         SubCheck("gradient", "pathwise gradient: identity in mean, proportional to the noise in logvar", 1,
@@ -285,7 +293,8 @@ REPARAMETERIZE = CheckTable(
     ],
     REPARAM_CONFIG,
     {"not on the expected device": "draw the noise on mean's device (torch.randn_like(mean))",
-     "positional argument": "keep the signature DiagonalGaussian(mean, logvar) and sample() without arguments"},
+     "positional argument": "keep the signature DiagonalGaussian(mean, logvar) and sample() without "
+                            "arguments"},
     rationale=(
         "The distribution of the sample is the part's result: a wrong scale of the noise (variance for "
         "standard deviation, logvar for std) weighs most (2). Noise reused across calls, objects or entries "
@@ -315,8 +324,8 @@ WRONG_REC = [
     ("mean_pixels", "the reconstruction term is a mean over the pixels: sum over the pixels (per sample)"),
     ("mean_pixels_no_half", "the reconstruction term is a mean over the pixels and misses its 1/2 (the lab's "
      "per-element mean): 1/2 sum over the pixels (per sample)"),
-    ("once", "x_logvar counted once: a 0-d log-variance adds 1/2 x_logvar per pixel (broadcast it to x's shape "
-     "before summing)"),
+    ("once", "x_logvar counted once: a 0-d log-variance adds 1/2 x_logvar per pixel (broadcast it to x's "
+     "shape before summing)"),
     ("mse_half", "MSE without the variance: divide the squared error by exp(x_logvar) and add x_logvar"),
     ("mse", "MSE without the variance: divide the squared error by exp(x_logvar) and add x_logvar"),
     ("mse_mean", "MSE without the variance: divide the squared error by exp(x_logvar) and add x_logvar"),
@@ -388,8 +397,8 @@ def _verdict_loss_shape(obs, exp):
     for kind, what in (("zero_d", "a 0-d x_logvar"), ("full", "an x_logvar of x's shape")):
         rec = obs[kind]
         if not rec["tensor"] or rec["numel"] != 1:
-            raise Fail(f"with {what} the loss is {rec['shape']}: return a scalar tensor (the mean over the batch "
-                       "of per-sample sums)")
+            raise Fail(f"with {what} the loss is {rec['shape']}: return a scalar tensor (the mean over the "
+                       "batch of per-sample sums)")
 
 
 def _probe_reconstruction(ctx):
@@ -406,15 +415,16 @@ def _probe_reconstruction(ctx):
 def _verdict_reconstruction(obs, exp):
     for kind, what in (("zero_d", "0-d x_logvar"), ("full", "full-shape x_logvar")):
         rec = obs[kind]
-        got = _number(rec["loss"], f"with a {what}") - _number(rec["base"], f"with x = x_mean and a {what} of 0")
+        got = _number(rec["loss"], f"with a {what}") - \
+            _number(rec["base"], f"with x = x_mean and a {what} of 0")
         if abs(got - exp.value(f"rec_{kind}_ok")) <= TERM_TOL * (1 + abs(exp.value(f"rec_{kind}_ok"))):
             continue
         for name, msg in WRONG_REC:
             key = f"rec_{kind}_{name}"
             if key in exp.values and abs(got - exp.value(key)) <= TERM_TOL * (1 + abs(exp.value(key))):
                 raise Fail(msg)
-        raise Fail(f"with a {what} the reconstruction term differs from 1/2 sum[(x - x_mean)^2 / exp(x_logvar) "
-                   "+ x_logvar] (summed over the pixels)")
+        raise Fail(f"with a {what} the reconstruction term differs from "
+                   "1/2 sum[(x - x_mean)^2 / exp(x_logvar) + x_logvar] (summed over the pixels)")
 
 
 def _probe_kl(ctx):
@@ -458,15 +468,16 @@ def _consistent(rec, b):
     singles = [_number(v, "at batch size 1") for v in rec["singles"]]
     mean = sum(singles) / len(singles)
     tol = TERM_TOL * (1 + max(abs(v) for v in singles))
-    return batch, singles, abs(batch - mean) <= tol, abs(_number(rec["twice"], f"at batch size {2 * b}") - batch) <= tol
+    twice = _number(rec["twice"], f"at batch size {2 * b}")
+    return batch, singles, abs(batch - mean) <= tol, abs(twice - batch) <= tol
 
 
 def _verdict_reduction(obs, exp):
     b = int(exp["b"])
     batch, singles, ok, twice = _consistent(obs["beta"], b)
     if max(singles) - min(singles) <= TERM_TOL * (1 + max(abs(v) for v in singles)):
-        raise Fail("your loss is the same for every sample: it does not depend on the inputs, so this sub-check "
-                   "has nothing to credit")
+        raise Fail("your loss is the same for every sample: it does not depend on the inputs, so this "
+                   "sub-check has nothing to credit")
     if ok and twice:
         return
     if ok:
@@ -474,10 +485,11 @@ def _verdict_reduction(obs, exp):
     if abs(batch - sum(singles)) <= TERM_TOL * (1 + abs(sum(singles))):
         raise Fail("the loss is summed over the batch: take the mean over the batch of the per-sample losses")
     if _consistent(obs["zero"], b)[2]:
-        raise Fail("the KL term is not averaged over the batch (summed?): the loss is the mean over the batch "
-                   "of rec + beta * KL per sample")
-    raise Fail("the loss of a batch is not the mean of its samples' losses (a term summed over the batch, or "
-               "divided by another count?): sum over pixels and latents per sample, then the mean over the batch")
+        raise Fail("the KL term is not averaged over the batch (summed?): the loss is the mean over the "
+                   "batch of rec + beta * KL per sample")
+    raise Fail("the loss of a batch is not the mean of its samples' losses (a term summed over the batch, "
+               "or divided by another count?): sum over pixels and latents per sample, then the mean over "
+               "the batch")
 
 
 NAMES = ("x", "x_mean", "x_logvar", "z_mean", "z_logvar")
@@ -513,7 +525,8 @@ def _probe_gradients(ctx):
 def _verdict_gradients(obs, exp):
     value = _number(obs["value"], "on the batch")
     if not obs["requires_grad"]:
-        raise Fail("the loss has no gradient (.item(), float(), .detach() or torch.no_grad()?): return the tensor")
+        raise Fail("the loss has no gradient (.item(), float(), .detach() or torch.no_grad()?): return the "
+                   "tensor")
     rec = obs["inputs"]
     for name in ("x_mean", "z_mean"):  # every plausible formula uses both
         fd = rec[name]["fd"]
@@ -528,26 +541,28 @@ def _verdict_gradients(obs, exp):
             raise Fail(f"no gradient reaches {name} although the loss depends on it ({name}.detach(), .data, "
                        ".item() or float()?)")
         if not abs(grad - fd) <= 1e-5 * (abs(fd) + 1e-3 * (1 + abs(value))):
-            raise Fail(f"the gradient with respect to {name} does not match how the loss changes with {name}: "
-                       "part of its computation is detached (.detach(), .data, .item())")
+            raise Fail(f"the gradient with respect to {name} does not match how the loss changes with "
+                       f"{name}: part of its computation is detached (.detach(), .data, .item())")
 
 
 VAE_LOSS = CheckTable(
     "vae_loss",
     [
-        SubCheck("shape", "the loss is a scalar tensor (x_logvar 0-d or of x's shape)", 0.5, _probe_loss_shape,
-                 _verdict_loss_shape),
-        SubCheck("reconstruction", "reconstruction term 1/2 sum[(x - x_mean)^2 / exp(x_logvar) + x_logvar] per "
-                 "sample, x_logvar 0-d and of x's shape", 1.5, _probe_reconstruction, _verdict_reconstruction),
-        SubCheck("kl", "beta * KL term, KL = 1/2 sum[z_mean^2 + exp(z_logvar) - z_logvar - 1] per sample", 1.5,
-                 _probe_kl, _verdict_kl),
+        SubCheck("shape", "the loss is a scalar tensor (x_logvar 0-d or of x's shape)", 0.5,
+                 _probe_loss_shape, _verdict_loss_shape),
+        SubCheck("reconstruction", "reconstruction term 1/2 sum[(x - x_mean)^2 / exp(x_logvar) + x_logvar] "
+                 "per sample, x_logvar 0-d and of x's shape", 1.5, _probe_reconstruction,
+                 _verdict_reconstruction),
+        SubCheck("kl", "beta * KL term, KL = 1/2 sum[z_mean^2 + exp(z_logvar) - z_logvar - 1] per sample",
+                 1.5, _probe_kl, _verdict_kl),
         SubCheck("reduction", "mean over the batch of the per-sample losses", 0.75, _probe_reduction,
                  _verdict_reduction),
         SubCheck("gradients", "gradients reach every input the loss depends on", 0.75, _probe_gradients,
                  _verdict_gradients),
     ],
     LOSS_CONFIG,
-    {"unexpected keyword": "keep the signature VAELoss(beta) and forward(x, x_mean, x_logvar, z_mean, z_logvar)",
+    {"unexpected keyword": "keep the signature VAELoss(beta) and "
+                           "forward(x, x_mean, x_logvar, z_mean, z_logvar)",
      "cannot be converted to scalar": "x_logvar may be a tensor of x's shape: keep it a tensor (no .item())"},
     rationale=(
         "The two terms are the part's result (1.5 each): a wrong constant, sign, variance convention or "
