@@ -10,6 +10,7 @@ import pytest
 import cfgflow_ref as ref
 from autograder.catalog import entries, shape_share
 from autograder.catalog.__main__ import evaluate
+from autograder.catalog.trivial import METHOD
 from autograder.checks import HIDDEN, run_check
 from cfgflow import course
 from cfgflow.checks import check
@@ -67,7 +68,7 @@ class _InitStub:
 def _forward_stub(part):
     """A correct constructor with the graded method left as ``raise NotImplementedError()``."""
     base = entries(part, "alternative")[0].cls
-    method = "get_train_loss" if part == "cfg_loss" else "forward"
+    method = METHOD.get(part, "forward")
 
     def stub(self, *args, **kwargs):
         raise NotImplementedError()
@@ -125,6 +126,8 @@ WRONG_RESULT = {
     "mha/ViewMerge": "heads merged across tokens: wrong values and no permutation equivariance",
     "mha/ViewSplit": "heads split across tokens: wrong values and no permutation equivariance",
     "patchifier/ViewNoPermute": "channels and positions mixed: no token is a map of its own patch",
+    "reparameterize/NoNoise": "the mean returned: no spread, nothing fresh, no gradient in logvar",
+    "vae_loss/LabPerElementMean": "the lab's per-element means without the 1/2s: both terms are wrong",
 }
 
 
