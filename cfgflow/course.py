@@ -71,9 +71,10 @@ ASSIGNMENTS: Dict[str, Assignment] = {a.id: a for a in (
              4, 5, "dit", "MNIST_DIT"),
     )),
     Assignment("03_latent", (
-        Part("reparameterize", "Q1", "`DiagonalGaussian.sample`: the reparameterised sample", "DiagonalGaussian",
-             2, 3, "vae", "REPARAMETERIZE"),
-        Part("vae_loss", "Q2", "`VAELoss`: the beta-weighted negative ELBO", "VAELoss", 3, 5, "vae", "VAE_LOSS"),
+        Part("reparameterize", "Q1", "`DiagonalGaussian.sample`: the reparameterised sample",
+             "DiagonalGaussian", 2, 3, "vae", "REPARAMETERIZE"),
+        Part("vae_loss", "Q2", "`VAELoss`: the beta-weighted negative ELBO", "VAELoss", 3, 5, "vae",
+             "VAE_LOSS"),
         Part("encoder", "Q3", "`Encoder`: image to latent mean and log-variance", "Encoder", 3, 4,
              "autoencoder", "ENCODER"),
         Part("decoder", "Q4", "`Decoder`: latent to image mean and log-variance", "Decoder", 3, 4,

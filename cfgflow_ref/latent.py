@@ -134,7 +134,8 @@ class Decoder(nn.Module):
         self.mid = nn.Sequential(ResidualBlock(k), AttentionBlock(k, heads), ResidualBlock(k))
         stages = []
         for out in hidden:
-            stages += [ResidualBlock(k), nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(k, out, 3, padding=1)]
+            stages += [ResidualBlock(k), nn.Upsample(scale_factor=2, mode="nearest"),
+                       nn.Conv2d(k, out, 3, padding=1)]
             k = out
         self.up = nn.Sequential(*stages)
         self.conv_out = nn.Sequential(_norm(k), nn.SiLU(), nn.Conv2d(k, 1, 3, padding=1))
