@@ -17,6 +17,7 @@ from . import ENTRIES, Entry
 
 METHOD = {"cfg_loss": "get_train_loss"}  # every other part: forward
 ECHO = ("mlp_field", "mha", "dit_layer", "dit", "mnist_dit")  # first input has the output's shape
+PAIRED = ("encoder", "decoder")  # forward returns (mean, logvar): the stub's logvar is its learned scalar
 
 
 def _same(c, a):
@@ -33,12 +34,16 @@ SHAPES = {  # (constructor's arguments, method's arguments) -> the output's shap
     "dit": _same,
     "depatchifier": lambda c, a: (a[0].shape[0], 1, c[0], c[0]),
     "mnist_dit": _same,
+    "encoder": lambda c, a: (a[0].shape[0], c[0], a[0].shape[2] >> len(c[1]), a[0].shape[3] >> len(c[1])),
+    "decoder": lambda c, a: (a[0].shape[0], 1, a[0].shape[2] << len(c[1]), a[0].shape[3] << len(c[1])),
 }
 
 
 def _ctor_args(part, args, kwargs):
     names = {"fourier_encoder": ("dim",), "patchifier": ("img_size", "patch_size", "dim"),
-             "depatchifier": ("img_size", "patch_size", "dim")}.get(part, ())
+             "depatchifier": ("img_size", "patch_size", "dim"),
+             "encoder": ("latent_channels", "hidden_channels", "heads"),
+             "decoder": ("latent_channels", "hidden_channels", "heads")}.get(part, ())
     return tuple(args) + tuple(kwargs[n] for n in names[len(args):] if n in kwargs)
 
 
@@ -62,7 +67,8 @@ def _stub(part: str, name: str, doc: str, make):
     def graded(self, *args, **kwargs):
         device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
         out = torch.empty(SHAPES[part](self._ctor, args), device=device)  # the shape only
-        return make(self, out, args)
+        out = make(self, out, args)
+        return (out, self.constant) if part in PAIRED else out
 
     cls = type(f"{name}{base.__name__}", (base,), {"__init__": init, method: graded, "__doc__": doc,
                                                    "__module__": __name__})
@@ -82,7 +88,11 @@ KINDS = {
 def _register():
     from cfgflow.course import PARTS
 
+    from . import entries
+
     for part in PARTS:
+        if not entries(part, "alternative"):  # a catalog still being written (test_catalog_covers_every_part)
+            continue
         for name, (doc, make) in KINDS.items():
             _stub(part, name, doc, make)
         if part in ECHO:

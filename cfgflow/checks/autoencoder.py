@@ -113,6 +113,7 @@ def _build(ctx, v=None) -> nn.Module:
     c, hidden, heads = v or ctx["variants"][0]
     model = ctx.new(latent_channels=int(c), hidden_channels=tuple(int(k) for k in hidden), heads=int(heads))
     if not isinstance(model, nn.Module):
+        getattr(model, "forward", None)  # a stub whose every attribute raises NotImplementedError says so
         raise Fail(f"{type(model).__name__} is not an nn.Module: subclass nn.Module and call "
                    "super().__init__()")
     return model
@@ -153,12 +154,24 @@ def _broadcastable(shape, to) -> bool:
         return False
 
 
-def _expect_pair_shapes(obs, want, side, what: str, hint: str = ""):
-    expect_shape(_meta(obs["mean"]), want, f"{side.mean} {what}".strip(), hint)
-    if not _broadcastable(obs["logvar"], want):
-        raise Fail(f"{side.logvar} {what} has shape {tuple(obs['logvar'])}, not broadcastable to "
-                   f"{side.mean}'s {tuple(want)}: return one log-variance per entry (the mean's shape) or "
-                   "one learned scalar (a 0-d tensor)")
+def _expect_pair_shapes(obs, want, side, what: str, hint: str = "", n: int = 0):
+    """Fail unless the mean has shape ``want`` and the log-variance broadcasts to it; a mean whose
+    channels (or side lengths) alone are wrong is named so (``n``: the config's stage count)."""
+    got, want = obs["mean"], tuple(want)
+    if isinstance(got, list) and len(got) == 4 and tuple(got) != want and got[0] == want[0]:
+        if got[2:] == list(want[2:]):
+            raise Fail(f"{side.mean} {what} has {got[1]} channels, expected {want[1]} ("
+                       + ("latent_channels)" if side.part == "encoder" else "one image channel)"))
+        if got[1] == want[1]:
+            stage = "one stride-2 stage" if side.part == "encoder" else "one 2x upsampling"
+            raise Fail(f"{side.mean} {what} is {got[2]} x {got[3]}, expected {want[2]} x {want[3]} ({stage} "
+                       f"per entry of hidden_channels: {n} here)")
+    expect_shape(_meta(got) if isinstance(got, list) else got, want, f"{side.mean} {what}".strip(), hint)
+    lv = obs["logvar"]
+    if not isinstance(lv, list) or not _broadcastable(lv, want):
+        got_lv = tuple(lv) if isinstance(lv, list) else shape_of(lv)
+        raise Fail(f"{side.logvar} {what} has shape {got_lv}, not broadcastable to {side.mean}'s {want}: "
+                   "return one log-variance per entry (the mean's shape) or one learned scalar (0-d)")
 
 
 # ------------------------------------------------------------------------------ the dependence rule
@@ -230,16 +243,11 @@ def _probe_shape(side, ctx):
 
 def _verdict_shape(side, obs, exp):
     b = exp["b"]
-    for v, out in zip(exp["variants"], obs["outs"]):
-        n = len(v[1])
-        hint = (f"one stride-2 stage per entry of hidden_channels: 32 / 2^{n} = {IMG >> n} per side, "
-                f"latent_channels = {v[0]} channels" if side.part == "encoder" else
-                f"one 2x upsampling per entry of hidden_channels: {IMG >> n} * 2^{n} = 32 per side, "
-                "one channel")
-        what = f"for latent_channels={v[0]}, hidden_channels={v[1]}"
-        _expect_pair_shapes(out, side.out_shape(v, b), side, what, hint)
     if len(obs["outs"]) != len(exp["variants"]):
         raise Fail("malformed observation: one output shape per config expected")
+    for v, out in zip(exp["variants"], obs["outs"]):
+        what = f"for latent_channels={v[0]}, hidden_channels={v[1]}"
+        _expect_pair_shapes(out, side.out_shape(v, b), side, what, n=len(v[1]))
 
 
 # ------------------------------------------------------------------------------ batch size 1
@@ -250,19 +258,30 @@ BATCH1_HINT = ("something drops the batch axis when b = 1 (.squeeze() does): use
 
 @torch.no_grad()
 def _probe_batch1(side, ctx):
-    v = ctx["variants"][0]
+    """The output shapes at batch size ``b`` and at batch size 1 (the first config)."""
+    v, b = ctx["variants"][0], ctx["b"]
+    obs = {"responds": _responds(side, ctx)}
     if _gated(side, ctx):
-        return {"responds": _responds(side, ctx)}
-    model = _build(ctx)
-    x = side.inputs(_gen(ctx, 2), v, 1)
-    out = raising_as("at batch size 1", BATCH1_HINT, _run, model, side, x)
-    return {"responds": _responds(side, ctx), "out": _shapes(*out)}
+        return obs
+    model, g = _build(ctx), _gen(ctx, 2)
+    obs["batch"] = _shapes(*_run(model, side, side.inputs(g, v, b)))
+    obs["out"] = _shapes(*raising_as("at batch size 1", BATCH1_HINT, _run, model, side, side.inputs(g, v, 1)))
+    return obs
 
 
 def _verdict_batch1(side, obs, exp):
+    """At batch size 1 the outputs have the shapes they have at batch size b with the batch axis 1
+    (whether those are right is the shape sub-check's)."""
     _require_responds(side, obs, exp)
-    want = side.out_shape(exp["variants"][0], 1)
-    _expect_pair_shapes(obs["out"], want, side, "at batch size 1", BATCH1_HINT)
+    b, at_b, at_1 = exp["b"], obs["batch"], obs["out"]
+    mean_b = list(at_b["mean"])
+    want = [1] + mean_b[1:] if mean_b and mean_b[0] == b else side.out_shape(exp["variants"][0], 1)
+    expect_shape(_meta(at_1["mean"]), want, f"{side.mean} at batch size 1", BATCH1_HINT)
+    lv_b = list(at_b["logvar"])
+    lv_want = [1] + lv_b[1:] if lv_b[:1] == [b] else lv_b
+    if list(at_1["logvar"]) != lv_want:
+        raise Fail(f"{side.logvar} at batch size 1 has shape {tuple(at_1['logvar'])}, expected "
+                   f"{tuple(lv_want)} ({BATCH1_HINT})")
 
 
 # ------------------------------------------------------------------------------ independence
@@ -296,7 +315,8 @@ def _verdict_independent(side, obs, exp):
     if not close(m2[1:], m1[1:], SAME_TOL):
         raise Fail(MIXED.format(what=side.mean))
     l1, l2 = obs["logvar"], obs["logvar2"]
-    per_sample = l1.dim() == len(side.out_shape(exp["variants"][0], b)) and l1.shape[0] == b
+    per_sample = l1.dim() >= 1 and l1.shape[0] == b and (l1.dim() == m1.dim() or not _broadcastable(
+        list(l1.shape), list(m1.shape)))  # a batch axis (not broadcastable: the shape sub-check's mistake)
     if not (close(l2[1:], l1[1:], SAME_TOL) if per_sample else close(l2, l1, SAME_TOL)):
         raise Fail(MIXED.format(what=side.logvar))
 
@@ -378,9 +398,6 @@ def _verdict_gradients(side, obs, exp):
     if not m["requires_grad"]:
         raise Fail(f"{side.mean} carries no gradient (computed under torch.no_grad(), or detached): the VAE "
                    "could not learn it")
-    if side.part == "decoder" and not float(m["input_grad"]) > 0:
-        raise Fail("x_mean passes no gradient back to z (z detached?): the encoder would learn nothing from "
-                   "the reconstruction")
     for rep in (m, obs["logvar"]):
         if rep is not None and int(rep["nonfinite"]):
             raise Fail("some gradients are not finite (NaN or inf): a sqrt or log at 0, or a division by 0?")
@@ -388,6 +405,9 @@ def _verdict_gradients(side, obs, exp):
         raise Fail(CUT.format(what=side.mean))
     if obs["logvar"] is not None and _cut(obs["logvar"]):
         raise Fail(CUT.format(what=side.logvar))
+    if side.part == "decoder" and not float(m["input_grad"]) > 0:
+        raise Fail("x_mean passes no gradient back to z (z detached?): the encoder would learn nothing from "
+                   "the reconstruction")
 
 
 # ------------------------------------------------------------------------------ a learned log-variance
