@@ -144,7 +144,7 @@ class FixedTwoStages(Enc):
         return [hidden[0], hidden[-1]]
 
 
-@mutant(E, "expected 4 (latent_channels)")
+@mutant(E, "(latent_channels)")
 class HalfChannels(Enc):
     """The last conv makes latent_channels channels, then chunks them into mean and log-variance."""
 
@@ -348,7 +348,8 @@ class RefLikeEncoder(Enc):
 
 @alternative(E)
 class TorchAttentionPool(nn.Module):
-    """Average-pool downsampling, nn.MultiheadAttention(batch_first=True), a per-channel learned
+    """Average-pool downsampling, a frozen positional embedding (a Parameter with
+    requires_grad=False), nn.MultiheadAttention(batch_first=True), a per-channel learned
     log-variance of shape (c, 1, 1)."""
 
     def __init__(self, latent_channels=4, hidden_channels=(32, 64), heads=4):
@@ -359,6 +360,8 @@ class TorchAttentionPool(nn.Module):
                        nn.AvgPool2d(2)]
             k = out
         self.body = nn.Sequential(*layers)
+        side = 32 >> len(hidden_channels)
+        self.pos = nn.Parameter(0.1 * torch.randn(side * side, k), requires_grad=False)  # (h w, k), fixed
         self.norm = nn.LayerNorm(k)
         self.attn = nn.MultiheadAttention(k, heads, batch_first=True)
         self.head = nn.Conv2d(k, latent_channels, 1)
@@ -367,7 +370,7 @@ class TorchAttentionPool(nn.Module):
     def forward(self, x):
         h = self.body(x)
         b, k, hh, ww = h.shape
-        t = self.norm(h.flatten(2).transpose(1, 2))  # (b, hh ww, k)
+        t = self.norm(h.flatten(2).transpose(1, 2) + self.pos)  # (b, hh ww, k)
         h = h + self.attn(t, t, t, need_weights=False)[0].transpose(1, 2).reshape(b, k, hh, ww)
         return self.head(h), self.logvar
 

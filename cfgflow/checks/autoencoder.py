@@ -123,7 +123,8 @@ def _pair(out, side: _Side):
     """The student's ``(mean, logvar)``, or a failure naming what came back instead."""
     if isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out):
         return out[0], out[1]
-    got = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else shape_of(out)
+    got = (f"({', '.join(type(t).__name__ for t in out[:4])})" if isinstance(out, (tuple, list))
+           else shape_of(out))
     raise Fail(f"forward should return the pair ({side.mean}, {side.logvar}) of tensors, got {got}")
 
 
@@ -327,9 +328,10 @@ def _grad_report(side, ctx, which: int, offset: int) -> dict:
     """Gradients of output ``which`` (0: the mean, 1: the log-variance) of the re-randomised module
     along a random direction: whether it carries any (``requires_grad``), how many parameters got a
     nonzero one (``with_grad``) and how many a non-finite one, the decoder's input's gradient
-    (``input_grad``: its largest magnitude), and how far the output moves when every parameter that
-    got none is nudged together (``moved``, against its largest magnitude ``scale``: a parameter
-    that moves the output without a gradient from it is cut off the graph)."""
+    (``input_grad``: its largest magnitude), and how far the output moves when every trainable
+    parameter that got none is nudged together (``moved``, against its largest magnitude ``scale``:
+    a parameter that moves the output without a gradient from it is cut off the graph; an unused
+    one moves nothing, a frozen one, ``requires_grad=False``, is meant to get none)."""
     v, b = ctx["variants"][0], ctx["b"]
     model = _fresh_rerandomized(ctx)
     g = _gen(ctx, offset)
@@ -354,7 +356,7 @@ def _grad_report(side, ctx, which: int, offset: int) -> dict:
         gz = grads[-1]
         rep["input_grad"] = 0.0 if gz is None else float(gz.abs().max())
     rep["with_grad"] = sum(1 for p in trained if got.get(id(p)))
-    silent = [p for p in params if not got.get(id(p))]
+    silent = [p for p in trained if not got.get(id(p))]  # frozen ones (requires_grad=False) are meant so
     if silent:
         base = out.detach().clone()
         with torch.no_grad():
@@ -389,7 +391,7 @@ def _cut(rep) -> bool:
 
 
 CUT = ("some parameters change {what} but get no gradient from it: something cuts the graph between them "
-       "and the output (.detach(), .data, .item(), torch.no_grad(), a parameter with requires_grad=False)")
+       "and the output (.detach(), .data, .item(), torch.no_grad())")
 
 
 def _verdict_gradients(side, obs, exp):
@@ -545,6 +547,8 @@ def _table(side: _Side, config) -> CheckTable:
                                         "heads)",
          "size of tensor": f"check the shapes stage by stage: {side.input} is "
                            + ("(b, 1, 32, 32)" if side.part == "encoder" else "(b, latent_channels, h, w)"),
+         "divisible by num_groups": "the checks use small widths such as hidden_channels=(8, 16): choose "
+                                    "GroupNorm group counts that divide them, e.g. GroupNorm(min(8, k), k)",
          "divisible": "heads must divide the attention's channel count"},
         rationale=(
             "Any architecture that meets the contract earns full marks; nothing is compared with the "
