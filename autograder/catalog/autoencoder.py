@@ -305,8 +305,9 @@ class StandardisedImage(Enc):
 
 @alternative(E)
 class ConvHeads(nn.Module):
-    """No attention: stride-2 convs with GroupNorm + ReLU, separate 1x1 heads for the mean and the
-    per-entry log-variance."""
+    """No attention: stride-2 convs, GroupNorm + ReLU; separate 1x1 heads for mean and log-variance.
+
+    The log-variance is per entry (the mean's shape)."""
 
     def __init__(self, latent_channels=4, hidden_channels=(32, 64), heads=4):
         super().__init__()
@@ -348,9 +349,10 @@ class RefLikeEncoder(Enc):
 
 @alternative(E)
 class TorchAttentionPool(nn.Module):
-    """Average-pool downsampling, a frozen positional embedding (a Parameter with
-    requires_grad=False), nn.MultiheadAttention(batch_first=True), a per-channel learned
-    log-variance of shape (c, 1, 1)."""
+    """Average pooling, a frozen position embedding, nn.MultiheadAttention, a (c, 1, 1) log-variance.
+
+    The embedding is a Parameter with requires_grad=False (meant to get no gradient); the attention
+    is batch_first=True; the log-variance is learned per channel."""
 
     def __init__(self, latent_channels=4, hidden_channels=(32, 64), heads=4):
         super().__init__()
@@ -533,8 +535,9 @@ class ReluOutput(Dec):
 
 @alternative(D)
 class ConvTransposeDecoder(nn.Module):
-    """No attention: ConvTranspose2d(k, out, 4, stride=2, padding=1) per stage with GroupNorm +
-    ReLU; a learned scalar log-variance."""
+    """No attention: ConvTranspose2d(k, out, 4, stride=2, padding=1) per stage; a scalar log-variance.
+
+    GroupNorm + ReLU before each transposed convolution."""
 
     def __init__(self, latent_channels=4, hidden_channels=(64, 32), heads=4):
         super().__init__()
@@ -570,8 +573,9 @@ class MLPDecoder(nn.Module):
 
 @alternative(D)
 class RefLikeDecoder(Dec):
-    """The reference's architecture with the student's own MHA and a per-pixel log-variance: the last
-    conv makes two channels, split into mean and log-variance."""
+    """The reference's architecture, the student's own MHA, a per-pixel log-variance from a 2nd channel.
+
+    The last conv makes two channels, split into the mean and the log-variance."""
 
     def __init__(self, latent_channels=4, hidden_channels=(64, 32), heads=4):
         super().__init__(latent_channels, hidden_channels, heads)
@@ -587,8 +591,9 @@ class RefLikeDecoder(Dec):
 
 @alternative(D)
 class PixelShuffleSigmoidRange(nn.Module):
-    """PixelShuffle upsampling, a sigmoid in pixel space mapped to the normalised range
-    ((sigmoid - mean) / std: about [-0.45, 3.0]) and a learned per-channel log-variance (1, 1, 1)."""
+    """PixelShuffle upsampling, (sigmoid - mean) / std output (about [-0.45, 3.0]), a (1, 1, 1) log-variance.
+
+    A sigmoid in pixel space mapped to the normalised range can reach the data: a valid bounded output."""
 
     def __init__(self, latent_channels=4, hidden_channels=(64, 32), heads=4):
         super().__init__()

@@ -306,7 +306,11 @@ def _probe_independent(side, ctx):
 
 MIXED = ("changing sample 0 of the batch changed the {what} of the other samples: something mixes the batch "
          "(BatchNorm with batch statistics, a mean over dim 0, attention over the batch axis: "
-         "nn.MultiheadAttention needs batch_first=True); every sample must be encoded on its own")
+         "nn.MultiheadAttention needs batch_first=True); each sample must be {done} on its own")
+
+
+def _done(side) -> str:
+    return "encoded" if side.part == "encoder" else "decoded"
 
 
 def _verdict_independent(side, obs, exp):
@@ -314,12 +318,12 @@ def _verdict_independent(side, obs, exp):
     b = exp["b"]
     m1, m2 = obs["mean"], obs["mean2"]
     if not close(m2[1:], m1[1:], SAME_TOL):
-        raise Fail(MIXED.format(what=side.mean))
+        raise Fail(MIXED.format(what=side.mean, done=_done(side)))
     l1, l2 = obs["logvar"], obs["logvar2"]
     per_sample = l1.dim() >= 1 and l1.shape[0] == b and (l1.dim() == m1.dim() or not _broadcastable(
         list(l1.shape), list(m1.shape)))  # a batch axis (not broadcastable: the shape sub-check's mistake)
     if not (close(l2[1:], l1[1:], SAME_TOL) if per_sample else close(l2, l1, SAME_TOL)):
-        raise Fail(MIXED.format(what=side.logvar))
+        raise Fail(MIXED.format(what=side.logvar, done=_done(side)))
 
 
 # ------------------------------------------------------------------------------ gradients
