@@ -119,9 +119,13 @@ def test_real_style_variant_gets_its_share(entry):
 # weighting rubric the heaviest deduction). Every other mutant makes one mistake and loses points
 # in exactly one sub-check per mode.
 WRONG_RESULT = {
+    "decoder/LearnedImage": "a learned image whatever z: no property of the output to credit",
+    "decoder/SampledImage": "a random sample, not a function of z: no property of the output to credit",
     "depatchifier/DropsChannel": "output of the wrong shape (b, img, img): no output to compare",
     "depatchifier/NoFinalConv": "output of the wrong shape (b, final_dim, img, img): no output to compare",
     "depatchifier/ViewToImage": "tokens scrambled into the image: neither locality nor order holds",
+    "encoder/LearnedConstant": "a learned latent whatever x: no property of the output to credit",
+    "encoder/SampledLatent": "a random sample, not a function of x: no property of the output to credit",
     "fourier_encoder/FullSizeWeights": "2 dim features: the width and the values are wrong",
     "mha/ViewMerge": "heads merged across tokens: wrong values and no permutation equivariance",
     "mha/ViewSplit": "heads split across tokens: wrong values and no permutation equivariance",

@@ -17,6 +17,7 @@ from . import ENTRIES, Entry
 
 METHOD = {"cfg_loss": "get_train_loss", "reparameterize": "sample"}  # every other part: forward
 ECHO = ("mlp_field", "mha", "dit_layer", "dit", "mnist_dit")  # first input has the output's shape
+PAIRED = ("encoder", "decoder")  # forward returns (mean, logvar): the stub's logvar is its learned scalar
 
 
 def _same(c, a):
@@ -35,13 +36,16 @@ SHAPES = {  # (constructor's arguments, method's arguments) -> the output's shap
     "mnist_dit": _same,
     "reparameterize": lambda c, a: tuple(c[0].shape),  # the mean's
     "vae_loss": lambda c, a: (),
+    "encoder": lambda c, a: (a[0].shape[0], c[0], a[0].shape[2] >> len(c[1]), a[0].shape[3] >> len(c[1])),
+    "decoder": lambda c, a: (a[0].shape[0], 1, a[0].shape[2] << len(c[1]), a[0].shape[3] << len(c[1])),
 }
 
 
 def _ctor_args(part, args, kwargs):
     names = {"fourier_encoder": ("dim",), "patchifier": ("img_size", "patch_size", "dim"),
              "depatchifier": ("img_size", "patch_size", "dim"), "reparameterize": ("mean", "logvar"),
-             "vae_loss": ("beta",)}.get(part, ())
+             "vae_loss": ("beta",), "encoder": ("latent_channels", "hidden_channels", "heads"),
+             "decoder": ("latent_channels", "hidden_channels", "heads")}.get(part, ())
     return tuple(args) + tuple(kwargs[n] for n in names[len(args):] if n in kwargs)
 
 
@@ -65,7 +69,8 @@ def _stub(part: str, name: str, doc: str, make):
     def graded(self, *args, **kwargs):
         device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
         out = torch.empty(SHAPES[part](self._ctor, args), device=device)  # the shape only
-        return make(self, out, args)
+        out = make(self, out, args)
+        return (out, self.constant) if part in PAIRED else out
 
     cls = type(f"{name}{base.__name__}", (base,), {"__init__": init, method: graded, "__doc__": doc,
                                                    "__module__": __name__})
