@@ -10,6 +10,7 @@ import pytest
 import cfgflow_ref as ref
 from autograder.catalog import entries, shape_share
 from autograder.catalog.__main__ import evaluate
+from autograder.catalog.trivial import METHOD
 from autograder.checks import HIDDEN, run_check
 from cfgflow import course
 from cfgflow.checks import check
@@ -67,7 +68,7 @@ class _InitStub:
 def _forward_stub(part):
     """A correct constructor with the graded method left as ``raise NotImplementedError()``."""
     base = entries(part, "alternative")[0].cls
-    method = "get_train_loss" if part == "cfg_loss" else "forward"
+    method = METHOD.get(part, "forward")
 
     def stub(self, *args, **kwargs):
         raise NotImplementedError()
@@ -122,6 +123,8 @@ WRONG_RESULT = {
     "depatchifier/NoFinalConv": "output of the wrong shape (b, final_dim, img, img): no output to compare",
     "depatchifier/ViewToImage": "tokens scrambled into the image: neither locality nor order holds",
     "fourier_encoder/FullSizeWeights": "2 dim features: the width and the values are wrong",
+    "latent_sampler/NoDecode": "latents returned, not images: no image to compare, no decoder call",
+    "latent_sampler/X0Ignored": "fresh noise at every call: no run gives the images of the given x0",
     "mha/ViewMerge": "heads merged across tokens: wrong values and no permutation equivariance",
     "mha/ViewSplit": "heads split across tokens: wrong values and no permutation equivariance",
     "patchifier/ViewNoPermute": "channels and positions mixed: no token is a map of its own patch",

@@ -15,7 +15,8 @@ import torch.nn as nn
 
 from . import ENTRIES, Entry
 
-METHOD = {"cfg_loss": "get_train_loss"}  # every other part: forward
+METHOD = {  # the graded method; every other part: forward
+    "cfg_loss": "get_train_loss", "latent_cfg_loss": "get_train_loss", "latent_sampler": "sample"}
 ECHO = ("mlp_field", "mha", "dit_layer", "dit", "mnist_dit")  # first input has the output's shape
 
 
@@ -33,12 +34,16 @@ SHAPES = {  # (constructor's arguments, method's arguments) -> the output's shap
     "dit": _same,
     "depatchifier": lambda c, a: (a[0].shape[0], 1, c[0], c[0]),
     "mnist_dit": _same,
+    "latent_cfg_loss": lambda c, a: (),
+    "latent_sampler": lambda c, a: (a[0].shape[0], 1, 32, 32),  # y: (b,) -> images (b, 1, 32, 32)
 }
 
 
 def _ctor_args(part, args, kwargs):
     names = {"fourier_encoder": ("dim",), "patchifier": ("img_size", "patch_size", "dim"),
-             "depatchifier": ("img_size", "patch_size", "dim")}.get(part, ())
+             "depatchifier": ("img_size", "patch_size", "dim"),
+             "latent_cfg_loss": ("path", "vae", "scale", "eta", "null_label", "eps"),
+             "latent_sampler": ("model", "vae", "scale", "latent_shape", "null_label")}.get(part, ())
     return tuple(args) + tuple(kwargs[n] for n in names[len(args):] if n in kwargs)
 
 
@@ -82,7 +87,11 @@ KINDS = {
 def _register():
     from cfgflow.course import PARTS
 
+    from . import entries
+
     for part in PARTS:
+        if not entries(part, "alternative"):  # no constructor to stub yet (test_catalog_covers_every_part)
+            continue
         for name, (doc, make) in KINDS.items():
             _stub(part, name, doc, make)
         if part in ECHO:
