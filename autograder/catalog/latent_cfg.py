@@ -241,6 +241,20 @@ class FrozenInInit(_Trainer):
 
 
 @alternative(P)
+class InferenceMode(_Trainer):
+    """The latents under torch.inference_mode(), labels nulled by index assignment."""
+
+    def latents(self, images):
+        with torch.inference_mode():
+            return self.vae.sample_latent(images) * self.scale
+
+    def null(self, y, drop):
+        y = y.clone()
+        y[drop] = self.null_label
+        return y
+
+
+@alternative(P)
 class Plain(_Trainer):
     """The skeleton's order: no_grad block, masked_fill, F.mse_loss."""
 

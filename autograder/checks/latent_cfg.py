@@ -105,18 +105,35 @@ def integrate(field, x0, y, w, steps, solver, null, guide="ok", full_last=False)
     return x
 
 
+SEPARATION = 1e-2
+"""The least max |difference| between a named wrong variant's images and the accepted ones (the
+verdicts compare at about 3e-4)."""
+
+
 def record_sampler(cfg, seed):
     """x0, labels and the doubles' parameters; the decoder double's low-resolution map of the
     reference's images (Euler at w, and Heun at w = 1 with scale 1 and a label-free field) and of
-    the known-wrong variants."""
+    the known-wrong variants. Inputs whose variants come too close to the right images (a rare
+    cancellation) are drawn again from a derived seed: the judge's recording never fails."""
+    for attempt in range(20):
+        tensors, gap = _record_sampler(cfg, (seed + 1_000_003 * attempt) % (2**31 - 1))
+        if gap >= SEPARATION:
+            return {}, tensors
+    raise RuntimeError(f"no inputs separate the sampler's variants for seed {seed}")
+
+
+def _record_sampler(cfg, seed):
+    """One draw of :func:`record_sampler`: ``(tensors, least gap between a wrong variant and the
+    accepted images)``."""
     from cfgflow_ref.latent import LatentCFGSampler
 
     g = torch.Generator().manual_seed(seed)
     shape, b, classes = tuple(cfg["latent_shape"]), cfg["b"], cfg["classes"]
     c = shape[0]
+    sign = torch.tensor([(-1.0) ** i for i in range(c)])  # a field that changes with t: Euler != Heun
     y = torch.randperm(classes, generator=g)[:b]  # distinct labels (b <= classes)
     tensors = {"x0": torch.randn(b, *shape, generator=g), "y": y.double(),
-               "gain": 0.5 + torch.rand(c, generator=g), "tgain": 0.5 * torch.randn(c, generator=g),
+               "gain": 0.5 + torch.rand(c, generator=g), "tgain": (0.5 + torch.rand(c, generator=g)) * sign,
                "emb": 0.7 * torch.randn(16, c, generator=g), "dec_w": 0.7 * torch.randn(c, generator=g),
                "dec_b": 0.2 * torch.randn(1, generator=g)}
     s, w, null, steps = cfg["scale"], cfg["w"], cfg["null_label"], cfg["steps"]
@@ -152,13 +169,11 @@ def record_sampler(cfg, seed):
         out["heun_full"] = vae.lowres(integrate(flat, x0, y, 1.0, hs, "heun", null, full_last=True))
         out["heun_euler"] = vae.lowres(integrate(flat, x0, y, 1.0, hs, "euler", null))
         out["heun_steps30"] = vae.lowres(integrate(flat, x0, y, 1.0, 30, "heun", null))
-    accepted = ("guided_ok", "heun_ok", "heun_full", "heun_steps30")
-    for name, m in out.items():  # every named variant must be told apart from the right answer
-        right = out["heun_ok"] if name.startswith("heun") else out["guided_ok"]
-        if name not in accepted and float((m - right).abs().max()) < 1e-2:
-            raise RuntimeError(f"the variant {name} is too close to the right images for seed {seed}")
+    gaps = [float((out[name] - out["guided_ok"]).abs().max()) for name, _ in visible.WRONG_SAMPLES]
+    gaps += [float((out["heun_euler"] - out[name]).abs().max())
+             for name in ("heun_ok", "heun_full", "heun_steps30")]
     tensors.update(out)
-    return {}, tensors
+    return tensors, min(gaps)
 
 
 LATENT_CFG_LOSS = visible.LATENT_CFG_LOSS.replaced(LOSS_CONFIG, record=record_loss)

@@ -435,7 +435,8 @@ class _Field(nn.Module):
 
 class _Decoder(nn.Module):
     """The sampler's VAE double: ``decode(z)`` -> ``(x_mean, x_logvar)`` with x_mean the upsampled
-    map ``tanh(sum_c weight_c z_c) + bias`` and a 0-d log-variance; records the shapes it decodes."""
+    map ``m + tanh(m) / 2 + bias``, ``m = sum_c weight_c z_c`` (nonlinear, and never flat: every
+    change of the latents shows) and a 0-d log-variance; records the shapes it decodes."""
 
     def __init__(self, weight, bias, x_logvar):
         super().__init__()
@@ -445,7 +446,8 @@ class _Decoder(nn.Module):
 
     def lowres(self, z):
         """The ``(b, 1, h, w)`` map whose upsampling is the mean image."""
-        return torch.tanh((z * self.weight[:, None, None]).sum(1, keepdim=True)) + self.bias
+        m = (z * self.weight[:, None, None]).sum(1, keepdim=True)  # (b, 1, h, w)
+        return m + 0.5 * torch.tanh(m) + self.bias
 
     def decode(self, z):
         if not isinstance(z, torch.Tensor) or z.dim() != 4 or z.shape[1] != self.weight.shape[0]:
