@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cfgflow.data import unnormalize
 from cfgflow.simulation import CFGVectorFieldODE, EulerSimulator, HeunSimulator, sample_cfg
 from cfgflow.training import Trainer
 
@@ -199,10 +200,11 @@ class BatchWideMask(_Trainer):
 
 @alternative(P)
 class Detached(_Trainer):
-    """.detach() instead of torch.no_grad(), torch.where for the mask, a hand-written mean."""
+    """.detach() instead of torch.no_grad(), sample_conditioning_variable, torch.where for the mask, a
+    hand-written mean."""
 
     def get_train_loss(self, batch_size: int):
-        images, y = self.path.p_data.sample(batch_size)
+        images, y = self.path.sample_conditioning_variable(batch_size)
         z = (self.vae.sample_latent(images) * self.scale).detach()
         drop = torch.rand_like(y, dtype=torch.float) < self.eta
         y = torch.where(drop, torch.full_like(y, self.null_label), y)
@@ -329,6 +331,22 @@ class SampledDecoder(_Sampler):
     def images(self, z):
         x_mean, x_logvar = self.vae.decode(z / self.scale)
         return x_mean + torch.exp(0.5 * x_logvar) * torch.randn_like(x_mean)
+
+
+@mutant(S, "unnormalised to pixel intensities")
+class Unnormalised(_Sampler):
+    """The images unnormalised for display (cfgflow.data.unnormalize) before returning them."""
+
+    def images(self, z):
+        return unnormalize(self.vae.decode(z / self.scale)[0])
+
+
+@mutant(S, "clamped to [-1, 1]")
+class Clamped(_Sampler):
+    """The decoder's mean clamped to [-1, 1]."""
+
+    def images(self, z):
+        return self.vae.decode(z / self.scale)[0].clamp(-1, 1)
 
 
 @mutant(S, "weights swapped")

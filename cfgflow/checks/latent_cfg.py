@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..data import unnormalize
 from . import cfg_loss
 from ._core import CheckTable, Context, Fail, SubCheck, as_obs, close, expect_shape, max_err, shape_of
 from .cfg_loss import _FixedData, _FixedModel, _FixedPath, _loss_and_calls, _Path, inputs_obs
@@ -544,6 +545,16 @@ def _decoder_sampled(out, mean, x_logvar) -> bool:
     return abs(float(r.mean())) < 0.15 and 0.85 < float(r.std()) < 1.15
 
 
+def _post_processed(out, right) -> str:
+    """What was done to the decoder's mean when ``out`` is ``right`` unnormalised or clamped
+    (``""`` when it is neither): display steps that belong to the plotting helpers."""
+    for what, image in (("unnormalised to pixel intensities", unnormalize(right)),
+                        ("clamped to [0, 1]", right.clamp(0, 1)), ("clamped to [-1, 1]", right.clamp(-1, 1))):
+        if max_err(image, right) > 0 and close(out, image):
+            return what
+    return ""
+
+
 X0_IGNORED = ("two calls with the same x0 gave different images: start the ODE from the given x0 "
               "(sample_cfg(..., x0=x0)); draw noise only when x0 is None")
 
@@ -562,6 +573,10 @@ def _verdict_guided(obs, exp):
             raise Fail(f"the decoder ran {len(obs['decoded'])} times on {n} latents for {b} images: decode "
                        "once, after the last step")
         return
+    done = _post_processed(out, ok)
+    if done:
+        raise Fail(f"the images were {done}: return the decoder's mean as it is, "
+                   "self.vae.decode(z / self.scale)[0] (the plotting helpers unnormalise and clamp)")
     if _decoder_sampled(out, ok, exp["x_logvar"]):
         raise Fail("the decoder's Gaussian was sampled: return its mean, self.vae.decode(z / self.scale)[0] "
                    "(noise would only blur the images)")
@@ -592,8 +607,10 @@ def _verdict_heun(obs, exp):
     ok = upsample(exp.tensor("heun_ok"))
     # sample_cfg's last Euler step, a textbook Heun step there, or Heun with num_steps ignored (the
     # guided sub-check's mistake)
-    if any(close(out, upsample(exp.tensor(name))) for name in ("heun_ok", "heun_full", "heun_steps30")):
-        return
+    for name in ("heun_ok", "heun_full", "heun_steps30"):
+        right = upsample(exp.tensor(name))
+        if close(out, right) or _post_processed(out, right):  # display steps: the guided sub-check's
+            return
     if not close(obs["again"], out, 1e-6):
         raise Fail(X0_IGNORED)
     if close(out, upsample(exp.tensor("heun_euler"))):
@@ -621,8 +638,9 @@ def _probe_device_s(ctx):
 
 def _verdict_device_s(obs, exp):
     if obs["raised"]:
-        raise Fail("the initial noise was drawn on the CPU while y lives on another device (GPU): draw it on "
-                   "y's device, torch.randn(..., device=y.device), or leave x0=None to sample_cfg")
+        raise Fail("a tensor was created on (or moved to) the CPU while y lives on another device (GPU): "
+                   "draw the initial noise on y's device, torch.randn(..., device=y.device), or leave "
+                   "x0=None to sample_cfg, and keep the images there")
     if not obs["model_calls"]:
         raise Fail("with x0=None the model was never called")
     if not obs["decoded"]:
