@@ -119,7 +119,7 @@ class ImagesToPath(_Trainer):
         return self.objective(self.model(x, t, y), self.path.conditional_vector_field(x, images, t))
 
 
-@mutant(P, "differs from scale * vae.sample_latent")
+@mutant(P, "exp(z_logvar / 2), not exp(z_logvar)")
 class VarianceAsStd(_Trainer):
     """Own reparameterised sample with exp(logvar) as the standard deviation."""
 
@@ -200,8 +200,9 @@ class BatchWideMask(_Trainer):
 
 @alternative(P)
 class Detached(_Trainer):
-    """.detach() instead of torch.no_grad(), sample_conditioning_variable, torch.where for the mask, a
-    hand-written mean."""
+    """.detach() instead of torch.no_grad(), torch.where for the mask, a hand-written mean.
+
+    Draws with path.sample_conditioning_variable."""
 
     def get_train_loss(self, batch_size: int):
         images, y = self.path.sample_conditioning_variable(batch_size)

@@ -249,6 +249,9 @@ def _verdict_latent(obs, exp):
             raise Fail("the path got the posterior's mean z_mean, not a sample: use "
                        "vae.sample_latent(images), which adds exp(z_logvar / 2) * noise (the log-variance "
                        f"was ignored){extra}")
+    if _own_sample(z, s * mean, s * std**2):
+        raise Fail("the latent's noise has the wrong size: the posterior's standard deviation is "
+                   "exp(z_logvar / 2), not exp(z_logvar) (vae.sample_latent(images) draws it for you)")
     raise Fail("the path's z differs from scale * vae.sample_latent(images) on the same images")
 
 
