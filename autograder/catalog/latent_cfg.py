@@ -481,8 +481,9 @@ class NoDecode(_Sampler):
 
 @alternative(S)
 class TwoPassLoop(_Sampler):
-    """An explicit Euler / Heun loop with two forward passes per evaluation (sample_cfg's grid and
-    its last Euler step), noise drawn with randn on y's device."""
+    """An explicit Euler / Heun loop, two forward passes per evaluation, noise drawn on y's device.
+
+    sample_cfg's grid and its last Euler step."""
 
     @torch.no_grad()
     def sample(self, y, guidance_scale, num_steps=30, solver="heun", x0=None):
