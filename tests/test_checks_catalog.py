@@ -127,6 +127,8 @@ WRONG_RESULT = {
     "encoder/LearnedConstant": "a learned latent whatever x: no property of the output to credit",
     "encoder/SampledLatent": "a random sample, not a function of x: no property of the output to credit",
     "fourier_encoder/FullSizeWeights": "2 dim features: the width and the values are wrong",
+    "latent_sampler/NoDecode": "latents returned, not images: no image to compare, no decoder call",
+    "latent_sampler/X0Ignored": "fresh noise at every call: no run gives the images of the given x0",
     "mha/ViewMerge": "heads merged across tokens: wrong values and no permutation equivariance",
     "mha/ViewSplit": "heads split across tokens: wrong values and no permutation equivariance",
     "patchifier/ViewNoPermute": "channels and positions mixed: no token is a map of its own patch",

@@ -20,8 +20,8 @@ from cfgflow.checks import _data
 
 from . import HIDDEN, VISIBLE
 
-SEEDS = {"cfg_loss": 1000, "fourier_encoder": 1001, "mlp_field": 1002, "mha": 1004, "reparameterize": 1030,
-         "vae_loss": 1031}
+SEEDS = {"cfg_loss": 1000, "fourier_encoder": 1001, "mlp_field": 1002, "mha": 1004, "latent_cfg_loss": 1020,
+         "latent_sampler": 1021, "reparameterize": 1030, "vae_loss": 1031}
 """The seed of each shipped recording (0 for a part not named here): every part whose hidden table
 has a recorder ships the recording of its visible sizes."""
 

@@ -202,14 +202,15 @@ def inputs_obs(loss, log, call):
             "z": log["data"][-1][0], "sample": sample, "model_x": as_obs(xm), "model_t": as_obs(tm)}
 
 
-def check_inputs(obs):
-    """Fail unless the loss is a scalar with a gradient and the model was evaluated at the x and t
+def check_inputs(obs, need_grad: bool = True):
+    """Fail unless the loss is a scalar (with a gradient, unless ``need_grad`` is False: a table
+    that judges the gradient in a sub-check of its own) and the model was evaluated at the x and t
     of the path (``obs``: :func:`inputs_obs`)."""
     loss = obs["loss"]
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         kind = "Tensor" if isinstance(loss, torch.Tensor) else loss
         raise Fail(f"get_train_loss must return a scalar tensor, got {kind} {tuple(obs['loss_shape'])}")
-    if not obs["requires_grad"]:
+    if need_grad and not obs["requires_grad"]:
         raise Fail("the loss has no gradient: return the tensor (no .item(), no torch.no_grad())")
     z0, sample, xm, tm = obs["z"], obs["sample"], obs["model_x"], obs["model_t"]
     if sample is None:
@@ -233,15 +234,22 @@ def _probe_loss(ctx):
     return inputs_obs(loss, log, call)
 
 
-def _verdict_loss(obs, exp):
-    check_inputs(obs)
+def judge_loss(obs, exp, dim: int, need_grad: bool = True):
+    """The loss sub-check's verdict: the inputs (:func:`check_inputs`), then the loss against the
+    recorded correct value (``exp.value("ok")``) and the known-wrong ones named in
+    :data:`WRONG_LOSSES` (``dim``: the data's dimension, in a message)."""
+    check_inputs(obs, need_grad)
     got = obs["loss"].reshape(())
     if close(got, torch.tensor(exp.value("ok"), dtype=torch.float64), 1e-4):
         return
     for name, msg in WRONG_LOSSES:
         if close(got, torch.tensor(exp.value(name), dtype=torch.float64), 1e-4):
-            raise Fail(msg.format(d=exp["dim"]))
+            raise Fail(msg.format(d=dim))
     raise Fail(final_message(got))
+
+
+def _verdict_loss(obs, exp):
+    judge_loss(obs, exp, exp["dim"])
 
 
 def final_message(got) -> str:
