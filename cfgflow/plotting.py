@@ -170,7 +170,8 @@ def plot_generator_grids(generate, guidance_scales: Sequence[float] = (1.0, 3.0,
 def plot_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor, ncols: int = 10):
     """Originals (top panel) and their reconstructions (bottom panel), ``(b, 1, 32, 32)`` each
     in model space, ``ncols`` digits per row."""
-    fig, axes = plt.subplots(2, 1, figsize=(0.75 * ncols + 0.5, 1.5 * (len(originals) // ncols + 1) + 1.5))
+    rows = -(-len(originals) // ncols)  # ceil
+    fig, axes = plt.subplots(2, 1, figsize=(0.8 * ncols, 2 * (0.8 * rows + 0.45)))
     for ax, imgs, title in zip(axes, (originals, reconstructions),
                                ("originals", "reconstructions: decoder mean of the encoder mean")):
         ax.imshow(_grid_image(imgs, ncols))

@@ -756,8 +756,11 @@ plt.show()
 # Top: test digits; bottom: the decoder's mean of the encoder's mean, i.e. what survives the
 # trip through 256 latent numbers. The printout splits the loss into its terms on these
 # digits: the reconstruction error per pixel (in the normalised units of the data, where
-# the pixels have variance 1), the learned decoder variance $s^2$ (it should be close to
-# that error), and the KL per image in nats: how much the latents say about each image.
+# the pixels have variance 1), the learned decoder variance $s^2$, and the KL per image
+# in nats: how much the latents say about each image. At the optimum $s^2$ equals the
+# error; in a short run it lags far behind, because it starts at 1 and Adam moves
+# $\log s^2$ by about the learning rate per step. Until it catches up, the reconstruction
+# term weighs less than it will at the end, as if $\beta$ were larger.
 
 # %% nbgrader={"grade": false, "grade_id": "reconstructions", "locked": true, "schema_version": 3, "solution": false}
 test_digits = notebook_mnist(device, train=False)  # the held-out split
