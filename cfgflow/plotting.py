@@ -154,8 +154,10 @@ def plot_generator_grids(generate, guidance_scales: Sequence[float] = (1.0, 3.0,
     (``labels: (b,)`` on ``device``, images ``(b, 1, 32, 32)`` in model space), e.g. a
     ``LatentCFGSampler``'s ``sample``. One panel per guidance scale, row r = digit r;
     ``title`` goes above the panels."""
-    fig, axes = plt.subplots(1, len(guidance_scales), figsize=(4.5 * len(guidance_scales), 5),
-                             squeeze=False)
+    side = 0.42  # inches per digit
+    fig, axes = plt.subplots(1, len(guidance_scales), squeeze=False,
+                             figsize=((side * samples_per_class + 0.4) * len(guidance_scales),
+                                      side * num_classes + (1.2 if title else 0.8)))
     y = torch.arange(num_classes, device=device).repeat_interleave(samples_per_class)
     for ax, w in zip(axes[0], guidance_scales):
         ax.imshow(_grid_image(generate(y, w), samples_per_class))
