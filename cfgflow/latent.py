@@ -14,6 +14,11 @@ The interface (what ``LatentCFGTrainer`` and ``LatentCFGSampler`` may call on a 
 * ``vae.decode(z)``: ``(b, c, h, w)`` -> ``(x_mean, x_logvar)``, ``x_mean: (b, 1, 32, 32)``,
   ``x_logvar`` broadcastable to it;
 * ``vae.compute_loss(x)``: the beta-weighted negative ELBO of a batch (a scalar).
+
+Also given, for the notebook's training cells: :class:`VAETrainer` (the VAE's loss with the
+course's :class:`~cfgflow.training.Trainer`) and :class:`LatentConvField`, a small conditional
+vector field on any ``(c, h, w)`` grid (latents or pixels): the same field is trained in the
+latent space and, as the baseline, on pixels.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from typing import Callable, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from .models import ConditionalVectorField
+from .training import Trainer
 
 
 class VAE(nn.Module):
@@ -94,3 +103,104 @@ def latent_scale(vae, images: torch.Tensor, batch_size: int = 256) -> float:
     if not std > 0:
         raise ValueError(f"the latents have standard deviation {std}: is the encoder trained?")
     return 1.0 / std
+
+
+class VAETrainer(Trainer):
+    """Trains a :class:`VAE` with the course's :class:`~cfgflow.training.Trainer` (AdamW, warm-up,
+    schedules, time budget): each step draws ``batch_size`` images of ``data`` (labels unused)
+    and minimises ``vae.compute_loss(images)``, i.e. YOUR loss of YOUR encoder and decoder.
+
+    ``VAETrainer(data).train(model=vae, num_steps=..., batch_size=64, ...)``.
+    """
+
+    def __init__(self, data, **kwargs):
+        super().__init__(**kwargs)
+        self.data = data
+
+    def get_train_loss(self, batch_size: int) -> torch.Tensor:
+        images, _ = self.data.sample(batch_size)  # (b, 1, 32, 32)
+        return self.model.compute_loss(images)
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, channels), channels)
+
+
+class FiLMConvBlock(nn.Module):
+    """A residual conv block whose middle is modulated by the conditioning vector ``c`` (FiLM:
+    feature-wise scale and shift regressed from ``c``):
+
+        h = conv3x3(SiLU(GroupNorm(x)));  h = GroupNorm(h) * (1 + scale(c)) + shift(c)
+        out = x + conv3x3(SiLU(h))      (the last conv starts at zero: the block starts as the identity)
+
+    ``x: (b, k, h, w)``, ``c: (b, d)`` -> ``(b, k, h, w)``.
+    """
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.norm1, self.norm2 = _group_norm(channels), _group_norm(channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = nn.Linear(cond_dim, 2 * channels)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))  # (b, k, h, w)
+        scale, shift = self.film(F.silu(c))[:, :, None, None].chunk(2, dim=1)  # 2 x (b, k, 1, 1)
+        h = self.norm2(h) * (1 + scale) + shift
+        return x + self.conv2(F.silu(h))
+
+
+class LatentConvField(ConditionalVectorField):
+    """A small conditional vector field ``u_t(x | y)`` on any ``(channels, h, w)`` grid with even
+    ``h`` and ``w``: the 4 x 8 x 8 latents of the VAE, or 1 x 32 x 32 pixels for the baseline.
+
+    A two-level convolutional U-Net: ``blocks`` :class:`FiLMConvBlock` at full resolution, a
+    stride-2 convolution, ``blocks`` at half resolution (twice the width), nearest upsampling
+    added to the full-resolution features (a skip), ``blocks`` more, and a 3x3 convolution back
+    to ``channels``. Every block is conditioned on ``c = MLP(t) + Embedding(y)`` (``(b, d)``):
+    time through a small MLP of the scalar ``t``, labels through ``nn.Embedding(num_classes + 1,
+    d)`` whose last row is the null label of classifier-free guidance.
+
+    Args:
+        channels: input (and output) channels (4 for the latents, 1 for pixels).
+        width: channels of the full-resolution blocks (``2 * width`` at half resolution).
+        blocks: blocks per level.
+        cond_dim: width ``d`` of the conditioning vector.
+    """
+
+    def __init__(self, channels: int, width: int = 64, blocks: int = 2, cond_dim: int = 128,
+                 num_classes: int = 10):
+        super().__init__()
+        self.channels = channels
+        self.time_mlp = nn.Sequential(nn.Linear(1, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim),
+                                      nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        self.label_embedding = nn.Embedding(num_classes + 1, cond_dim)
+        self.conv_in = nn.Conv2d(channels, width, 3, padding=1)
+        self.high = nn.ModuleList(FiLMConvBlock(width, cond_dim) for _ in range(blocks))
+        self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.low = nn.ModuleList(FiLMConvBlock(2 * width, cond_dim) for _ in range(blocks))
+        self.up = nn.Conv2d(2 * width, width, 3, padding=1)
+        self.out_blocks = nn.ModuleList(FiLMConvBlock(width, cond_dim) for _ in range(blocks))
+        self.conv_out = nn.Sequential(_group_norm(width), nn.SiLU(), nn.Conv2d(width, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``x: (b, channels, h, w)``, ``t: (b,)`` or ``(b, 1, 1, 1)``, ``y: (b,)`` int64 in
+        ``{0, ..., num_classes}`` -> ``(b, channels, h, w)``."""
+        if x.dim() != 4 or x.shape[1] != self.channels or x.shape[2] % 2 or x.shape[3] % 2:
+            raise ValueError(f"x must have shape (b, {self.channels}, h, w) with even h and w, "
+                             f"got {tuple(x.shape)}")
+        b = x.shape[0]
+        c = self.time_mlp(t.reshape(b, 1).to(x.dtype)) + self.label_embedding(y)  # (b, d)
+        h = self.conv_in(x)  # (b, k, h, w)
+        for block in self.high:
+            h = block(h, c)
+        skip = h
+        h = self.down(h)  # (b, 2k, h/2, w/2)
+        for block in self.low:
+            h = block(h, c)
+        h = skip + self.up(F.interpolate(h, scale_factor=2.0, mode="nearest"))  # (b, k, h, w)
+        for block in self.out_blocks:
+            h = block(h, c)
+        return self.conv_out(h)  # (b, channels, h, w)

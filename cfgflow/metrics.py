@@ -300,6 +300,30 @@ def real_floor(n_per_class: int, repeats: int = 5, root: Optional[str] = None, s
 
 
 @torch.no_grad()
+def _score_scales(sample_at, scales: Sequence[float], y: torch.Tensor, reference: RealReference,
+                  n_per_class: int, **info) -> List[dict]:
+    """Score ``sample_at(w) -> images (n, 1, 32, 32)`` (one image per label of ``y: (n,)``) at
+    every guidance scale: the shared core of :func:`guidance_sweep` and :func:`generator_sweep`."""
+    device = y.device
+    floor, floor_std = reference.floor(n_per_class)
+    results = []
+    for w in scales:
+        t0 = time.time()
+        imgs = sample_at(float(w)).float()
+        if tuple(imgs.shape) != (len(y), 1, 32, 32):
+            raise ValueError(f"the generator must return images of shape ({len(y)}, 1, 32, 32), "
+                             f"got {tuple(imgs.shape)}")
+        secs = time.time() - t0
+        acc = class_accuracy(imgs, y, reference.evaluator.to(device))
+        dist = reference.distance(evaluator_features(imgs, reference.evaluator.to(device)))
+        results.append(dict(w=float(w), accuracy=acc["mean"], per_class=acc["per_class"], distance=dist,
+                            floor=floor, floor_std=floor_std, distance_over_floor=dist / floor,
+                            n=len(y), **info, sample_seconds=round(secs, 2)))
+    reference.evaluator.cpu()
+    return results
+
+
+@torch.no_grad()
 def guidance_sweep(model: nn.Module, scales: Sequence[float] = (1.0, 3.0, 5.0), n_per_class: int = 50,
                    num_steps: int = 15, solver: str = "heun", batch_size: int = 500, seed: int = 0,
                    reference: Optional[RealReference] = None, null_label: int = 10,
@@ -310,7 +334,8 @@ def guidance_sweep(model: nn.Module, scales: Sequence[float] = (1.0, 3.0, 5.0), 
     ``distance`` (Frechet to the test split), ``floor`` / ``floor_std`` (real-vs-real at the
     same size), ``distance_over_floor``, ``sample_seconds``. Same noise for every scale.
     ``amp`` samples under bf16 autocast (about 2x faster on CPUs with AMX/AVX512-BF16 and on
-    GPUs; the classifier always runs in float32).
+    GPUs; the classifier always runs in float32). A generator that is not a pixel-space
+    vector field (e.g. a latent model and its decoder): :func:`generator_sweep`.
     """
     from .simulation import sample_cfg
     from .training import model_device
@@ -319,27 +344,50 @@ def guidance_sweep(model: nn.Module, scales: Sequence[float] = (1.0, 3.0, 5.0), 
     device = model_device(model)
     was_training = model.training
     model.eval()
-    floor, floor_std = reference.floor(n_per_class)
     y = torch.arange(NUM_CLASSES, device=device).repeat_interleave(n_per_class)  # (n,)
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randn(len(y), 1, 32, 32, generator=g).to(device)
-    results = []
-    for w in scales:
-        t0 = time.time()
+
+    def sample_at(w):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            imgs = torch.cat([sample_cfg(model, y[i:i + batch_size], w, num_steps, null_label=null_label,
+            return torch.cat([sample_cfg(model, y[i:i + batch_size], w, num_steps, null_label=null_label,
                                          solver=solver, x0=x0[i:i + batch_size])
-                              for i in range(0, len(y), batch_size)]).float()
-        secs = time.time() - t0
-        acc = class_accuracy(imgs, y, reference.evaluator.to(device))
-        dist = reference.distance(evaluator_features(imgs, reference.evaluator.to(device)))
-        results.append(dict(w=float(w), accuracy=acc["mean"], per_class=acc["per_class"], distance=dist,
-                            floor=floor, floor_std=floor_std, distance_over_floor=dist / floor,
-                            n=len(y), num_steps=num_steps, solver=solver, amp=amp,
-                            sample_seconds=round(secs, 2)))
-    reference.evaluator.cpu()
+                              for i in range(0, len(y), batch_size)])
+
+    results = _score_scales(sample_at, scales, y, reference, n_per_class, num_steps=num_steps,
+                            solver=solver, amp=amp)
     model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def generator_sweep(generate: Callable[[torch.Tensor, float], torch.Tensor],
+                    scales: Sequence[float] = (1.0, 3.0, 5.0), n_per_class: int = 50, device="cpu",
+                    batch_size: int = 500, seed: int = 0, reference: Optional[RealReference] = None,
+                    root: Optional[str] = None, source: str = "auto", amp: bool = False,
+                    **info) -> List[dict]:
+    """:func:`guidance_sweep` for any class-conditional generator ``generate(labels, w) ->
+    images``: ``labels: (b,)`` int64 on ``device``, ``w`` the guidance scale, images ``(b, 1, 32,
+    32)`` in model space (e.g. ``LatentCFGSampler(...).sample``). The same scores per scale.
+
+    Each scale starts from the same random state (``seed``; the caller's state is left as it
+    was), so a generator that draws its noise with ``torch.randn`` sees the same noise at
+    every w. ``amp``: bf16 autocast around ``generate``. ``info`` (e.g. ``num_steps=...``) is
+    copied into every result.
+    """
+    device = torch.device(device)
+    reference = reference or RealReference(root, source)
+    y = torch.arange(NUM_CLASSES, device=device).repeat_interleave(n_per_class)  # (n,)
+
+    def sample_at(w):
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                return torch.cat([generate(y[i:i + batch_size], w) for i in range(0, len(y), batch_size)])
+
+    return _score_scales(sample_at, scales, y, reference, n_per_class, amp=amp, **info)
 
 
 def plot_guidance_sweep(results: Sequence[dict]):

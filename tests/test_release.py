@@ -198,7 +198,7 @@ def test_student_classes_keep_the_lab_signatures(a):
         got = [x.arg for x in init.args.args]  # the reference's leading arguments, at least the required
         assert got == ref_args[:len(got)] and len(got) >= len(required), (spec.student_class, got, ref_args)
         fwd = next(n for n in klass.body if isinstance(n, ast.FunctionDef)
-                   and n.name in ("forward", "get_train_loss"))
+                   and n.name in ("forward", "get_train_loss", "sample"))
         assert ast.get_docstring(fwd), f"{spec.student_class}.{fwd.name} needs a docstring stating its shapes"
 
 
@@ -214,6 +214,12 @@ def test_docstrings_state_the_enforced_conventions():
                    "the identity map", "Conv2d or Unfold + Linear", "(1x1 or 3x3: both fine)",
                    "Embedding(num_classes + 1, dim)", "must work for b = 1"):
         assert phrase in text["02_dit"], phrase
+    for phrase in ("``mean + exp(logvar / 2) * noise``", "drawn fresh at each call, on mean's device",
+                   "then the MEAN over the batch", "a 0-d scalar counts once per pixel",
+                   "beta weighs the KL term only", "``n = len(hidden_channels)``", "must work for b = 1",
+                   "under ``torch.no_grad()``", "with probability ``self.eta``", "decode ONCE",
+                   "the decoder's mean"):
+        assert phrase in text["03_latent"], phrase
 
 
 # --------------------------------------------------------------------------------------
