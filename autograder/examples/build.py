@@ -58,6 +58,12 @@ BUGS: Dict[str, List[Bug]] = {
         Bug("mha", "* self.head_dim**-0.5", "* self.dim**-0.5", "mha",
             "attention scaled by dim**-0.5 instead of head_dim**-0.5"),
     ],
+    "03_latent": [
+        Bug("reparameterize", "torch.exp(0.5 * self.logvar) * noise", "torch.exp(self.logvar) * noise",
+            "reparameterize", "variance used as the standard deviation (the 1/2 missing)"),
+        Bug("latent_sampler", "self.vae.decode(z / self.scale)", "self.vae.decode(z)", "latent_sampler",
+            "latents decoded without undoing the scale"),
+    ],
 }
 
 _MARKER = re.compile(r"^\s*###\s*(BEGIN|END) SOLUTION\s*$")
