@@ -96,6 +96,10 @@ REFERENCE_CLASSES: Tuple[str, ...] = tuple(
 META_KEY = "cfgflow"
 """Cell metadata key (next to ``nbgrader``) of the part a cell belongs to: ``{"part": NAME}``."""
 
+JUDGE_ENV = "CFGFLOW_JUDGE"
+"""Names the judge's Unix socket in a graded kernel (:mod:`cfgflow.checks`; set by the grader's
+``JudgedExecute``, which reads it here: this module imports nothing heavy)."""
+
 
 def cell_part(cell) -> str:
     """The part a notebook cell belongs to (its ``cfgflow.part`` metadata), or ``""``."""

@@ -184,6 +184,43 @@ def test_graded_cells_use_the_judges_inputs_not_the_shipped_ones():
         assert data["values"] == again["values"], part
 
 
+def test_the_engines_planner_answers_as_this_process_would(tmp_path):
+    """The engine's planner service (one per batch) gives a worker's judge the same plan line and
+    verdicts as planning in-process; a hello that is no data is a ValueError (the session is
+    incomplete) and a judge error keeps its type's name, as in-process."""
+    from autograder.judge.planner import Planner, Remote, Service
+
+    service = Service(str(tmp_path / "p.sock"), warm=[("fourier_encoder", True)])
+    try:
+        remote, local = Remote(service.path), Planner()
+        hello = (_wire.encode({"hello": {}}) + "\n").encode()
+        plan = remote.plan("fourier_encoder", True, hello)
+        assert plan == local.plan("fourier_encoder", True, hello) and remote.max_bytes == local.max_bytes
+        given = _wire.decode(plan)
+        table = checks.HIDDEN["fourier_encoder"]
+        sent = _core.probe_part(table, Fourier, given["config"], given["given"], hidden=True)
+        line = (_wire.encode({"report": sent}) + "\n").encode()
+        verdict = remote.verdict("fourier_encoder", True, 3.0, line)
+        assert verdict == local.verdict("fourier_encoder", True, 3.0, line) and verdict["earned"] == 3.0
+        assert remote.verdict("fourier_encoder", True, 3.0, b"")["earned"] == 0  # nothing arrived
+        with pytest.raises(ValueError):
+            remote.plan("fourier_encoder", True, b"not json\n")
+    finally:
+        service.stop()
+
+    class Broken(Planner):  # the instructor's bug in a recorder or a verdict
+        def verdict(self, *args):
+            raise KeyError("wo")
+
+    service = Service(str(tmp_path / "b.sock"), planner=Broken())
+    try:
+        with pytest.raises(RuntimeError) as err:
+            Remote(service.path).verdict("fourier_encoder", True, 3.0, line)
+        assert type(err.value).__name__ == "KeyError" and str(err.value) == "'wo'"
+    finally:
+        service.stop()
+
+
 def test_probes_receive_only_given_inputs():
     """The expectations stay with the verdicts: a probe reading one fails in every mode."""
     for part, table in checks.VISIBLE.items():

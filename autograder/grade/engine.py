@@ -291,6 +291,7 @@ class Batch:
     binds: tuple = ()  # read-only folders of the worker's sandbox (sandbox_binds)
     kernel_binds: tuple = ()  # read-only folders of the kernel's sandbox (sandbox_binds, judge=False)
     feedback_dir: Optional[Path] = None  # where each student's page goes (None: not kept)
+    service: str = ""  # the judge's planner, one per batch (autograder.judge.planner.Service)
 
 
 def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> StudentResult:
@@ -320,6 +321,7 @@ def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> Stud
                              for p in batch.sources.paths},
         "max_total": sum(c.max_score for c in batch.cells),
         "result": str(course / "result.json"),
+        "judge_service": batch.service,
     }
     env = _worker_env(cfg, course)
     cmd = [sys.executable, "-m", "autograder.grade", "--worker-job", str(course / "job.json")]
@@ -328,8 +330,10 @@ def grade_one(student: str, files: list[Path], batch: Batch, index: int) -> Stud
         kernel_dir = course / "autograded" / student / cfg.assignment
         _write_kernelspec(course / "jupyter", kernel_dir, course / ".runtime", cfg, batch.kernel_binds)
         env["JUPYTER_PATH"] = str(course / "jupyter")
-        outer = sandbox.View(ro=list(batch.binds), rw=[str(course)], tmpfs=["/tmp", _home()],
-                             tmpfs_mb=cfg.tmpfs_mb, chdir=str(course), new_session=True)
+        # the planner's socket: the worker's judge sees it, the kernel (inner sandbox) does not
+        outer = sandbox.View(ro=list(batch.binds) + [os.path.dirname(batch.service)], rw=[str(course)],
+                             tmpfs=["/tmp", _home()], tmpfs_mb=cfg.tmpfs_mb, chdir=str(course),
+                             new_session=True)
         cmd = outer.argv(sandbox.bwrap_path()) + cmd
     (course / "job.json").write_text(json.dumps(job))
     t_copy = time.perf_counter() - t0
@@ -405,10 +409,12 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
     own_tmp = cfg.workdir is None
     root = Path(tempfile.mkdtemp(prefix="cfgflow-grade-")) if own_tmp else Path(cfg.workdir)
     root.mkdir(parents=True, exist_ok=True)
+    service = None
     try:
         template, cells = build_template(cfg, root, sources)
+        service = _planner(sources)
         batch = Batch(cfg, template, sources, cells, root / "work", isolation, binds, kernel_binds,
-                      None if out_dir is None else out_dir / "feedback")
+                      None if out_dir is None else out_dir / "feedback", service.path)
         batch.work_root.mkdir()
         results: list[StudentResult] = list(done.values())
         todo = {s: f for s, f in sorted(subs.items()) if s not in done}
@@ -447,8 +453,23 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
             write_outputs(out_dir, results, cells, cfg, template, subs, sources)
         return results, cells
     finally:
+        if service is not None:
+            service.stop()
+            shutil.rmtree(os.path.dirname(service.path), ignore_errors=True)
         if own_tmp and not cfg.keep_workdirs:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _planner(sources: Sources):
+    """The batch's planner (:mod:`autograder.judge.planner`): plans every graded cell's part once,
+    in a thread of this process, while the first workers start; their judges ask it for the plans
+    and the verdicts, so no worker imports torch or the reference. Its socket is in a folder of
+    its own, with a short path (a Unix socket's is limited to about 100 bytes)."""
+    from autograder.judge.planner import Service
+    from autograder.judge.preprocessors import graded_cells
+
+    warm = [(s.part, s.hidden) for nb in sources.nbs.values() for s in graded_cells(nb).values()]
+    return Service(os.path.join(tempfile.mkdtemp(prefix="cfgflow-judge-"), "planner.sock"), warm)
 
 
 STOPPING = threading.Event()

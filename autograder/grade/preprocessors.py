@@ -97,11 +97,12 @@ def nbgrader_template_dir() -> str:
 
 
 def configure(c, cfg, *, report: str, source_notebooks: dict, records: str = "", socket_dir: str = "",
-              banner: dict | None = None) -> None:
+              service: str = "", banner: dict | None = None) -> None:
     """Insert the steps into nbgrader's chains in the traitlets config ``c`` (``cfg``: the
     :class:`~autograder.grade.config.GradeConfig`; repair only with ``cfg.repair``, the banner
     template only with a ``banner``). The judge (``records``: its JSON-lines file; ``socket_dir``:
-    a folder the kernel sees) always runs."""
+    a folder the kernel sees; ``service``: the engine's planner, :mod:`autograder.judge.planner`)
+    always runs."""
     from nbgrader.converters import Autograde, GenerateFeedback
 
     from autograder.judge.preprocessors import install
@@ -116,6 +117,7 @@ def configure(c, cfg, *, report: str, source_notebooks: dict, records: str = "",
     c.JudgedExecute.source_notebooks = {k: str(v) for k, v in source_notebooks.items()}
     c.JudgedExecute.records = records
     c.JudgedExecute.socket_dir = socket_dir
+    c.JudgedExecute.service = service
     if banner is not None:
         c.GenerateFeedback.preprocessors = [*GenerateFeedback.class_traits()["preprocessors"].default(),
                                            FeedbackBanner]

@@ -90,7 +90,8 @@ def _grade(job: dict, cfg: GradeConfig, course: Path, out: dict, t_start: float)
     report, records_path = course / REPORT, course / RECORDS
     steps = {"report": str(report), "source_notebooks": job["source_notebooks"]}
     # the judge's socket in the runtime folder, which the sandboxed kernel sees (engine.py)
-    judge = {"records": str(records_path), "socket_dir": str(course / ".runtime")}
+    judge = {"records": str(records_path), "socket_dir": str(course / ".runtime"),
+             "service": job.get("judge_service", "")}
     api = NbGraderAPI(config=cfg.nbgrader_config(course, job.get("kernel_name"), steps={**steps, **judge}))
     timings["worker_setup"] = time.perf_counter() - t_start
     t0 = time.perf_counter()

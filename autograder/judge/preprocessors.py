@@ -24,16 +24,31 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Dict, Integer, Unicode
 
+from autograder.judge.planner import Remote
 from autograder.judge.server import CellRecord, CellSpec, Judge
 
 HIDDEN_MARKER = "BEGIN HIDDEN TESTS"
 
 
+def _course():
+    """:mod:`cfgflow.course` (names and points only), loaded from its file when the package is not
+    imported: importing ``cfgflow`` imports torch, which a grading worker does without."""
+    import importlib.util
+    import sys
+
+    if "cfgflow.course" in sys.modules:
+        return sys.modules["cfgflow.course"]
+    folder = importlib.util.find_spec("cfgflow").submodule_search_locations[0]
+    spec = importlib.util.spec_from_file_location("cfgflow.course", os.path.join(folder, "course.py"))
+    module = sys.modules["cfgflow.course"] = importlib.util.module_from_spec(spec)  # the same module
+    spec.loader.exec_module(module)  # when the package is imported later
+    return module
+
+
 def graded_cells(source_nb) -> dict:
     """``grade_id -> CellSpec`` of the test cells of an instructor's source notebook that name a
     part (``cfgflow.part`` metadata): graded code cells that are not solution cells."""
-    from cfgflow.course import cell_part
-
+    cell_part = _course().cell_part
     found = {}
     for cell in source_nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -69,6 +84,9 @@ class JudgedExecute(Execute):
                          "engine binds it into the sandbox). Empty: a fresh temporary folder"
                          ).tag(config=True)
     records = Unicode("", help="JSON-lines file the judge's records are appended to").tag(config=True)
+    service = Unicode("", help="Unix socket of the engine's planner (autograder.judge.planner.Service), "
+                      "which plans once per batch and gives the verdicts. Empty: this process plans "
+                      "and judges (plain nbgrader)").tag(config=True)
 
     def _source_nb(self, resources):
         name = resources["nbgrader"]["notebook"]
@@ -82,11 +100,11 @@ class JudgedExecute(Execute):
         return nbformat.read(str(path), as_version=4)
 
     def preprocess(self, nb, resources):
-        from cfgflow.checks import JUDGE_ENV
-
+        JUDGE_ENV = _course().JUDGE_ENV
         self._specs = graded_cells(self._source_nb(resources))
         folder = self.socket_dir or tempfile.mkdtemp(prefix="cfgflow-judge-")
-        self._judge = Judge(os.path.join(folder, "judge.sock"))
+        planner = Remote(self.service) if self.service else None  # None: this process's
+        self._judge = Judge(os.path.join(folder, "judge.sock"), planner)
         before = os.environ.get(JUDGE_ENV)
         os.environ[JUDGE_ENV] = self._judge.path  # the kernel, started below, inherits it
         try:

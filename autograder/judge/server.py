@@ -16,13 +16,14 @@ says so; nothing a kernel sends can make the judge raise.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from cfgflow.checks import _wire
+from autograder.judge import planner as _planner
 
 READ_TIMEOUT_S = 5.0   # between the kernel's connect and its hello
 MAX_SESSIONS = 8       # connections handled at once; more are closed unanswered
@@ -83,17 +84,19 @@ class Judge:
 
     The caller brackets each graded cell's execution with :meth:`open_cell` / :meth:`close_cell`
     (:class:`autograder.judge.preprocessors.JudgedExecute` does) and :meth:`stop` at the end.
-    ``plans`` caches the judge's inputs and expectations per ``(part, hidden)``: a regrade draws
-    the same ones (:func:`autograder.checks.plan`).
+    The inputs it sends and the verdicts come from ``planner`` (:mod:`.planner`: the engine's
+    service, or this process's); this class reads and writes the kernel's lines only, so a worker
+    that runs it imports neither torch nor the reference.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, planner=None):
         if len(path.encode()) > 100:
             raise ValueError(f"the judge's socket path is too long for a Unix socket ({len(path)} "
                              f"characters): {path}")
         self.path = path
         self.records: List[CellRecord] = []
-        self._plans: Dict[Tuple[str, bool], Any] = {}
+        self._planner = planner or _planner.local()
+        self._limit = self._planner.max_bytes  # a line from the kernel: at most this many bytes
         self._lock = threading.Lock()
         self._cell: Optional[_Open] = None
         self._active = 0
@@ -182,14 +185,6 @@ class Judge:
                                           f"{str(e)[:300]}): tell your instructor",
                                           f"{_tag(spec)} score 0 / {spec.points:g}"])
 
-    def _plan(self, part: str, hidden: bool):
-        key = (part, hidden)
-        if key not in self._plans:
-            from autograder import checks
-
-            self._plans[key] = checks.plan(part, hidden)
-        return self._plans[key]
-
     def _session(self, conn: socket.socket) -> None:
         with self._lock:
             cell = self._cell
@@ -198,34 +193,29 @@ class Judge:
                 cell.served, cell.conn = True, conn
         stream = conn.makefile("rwb")
         conn.settimeout(READ_TIMEOUT_S)
-        _wire.receive(stream)  # the hello: its part, mode and points are the kernel's claims, not used
+        hello = stream.readline(self._limit + 1)  # its part, mode and points are the kernel's claims
         if not fresh:
-            _wire.send(stream, {"refused": REFUSED_ORACLE})
+            if hello:
+                _send(stream, {"refused": REFUSED_ORACLE})
             return
         spec = cell.spec
-        from autograder import checks
-        from cfgflow.checks._core import given_of
-
-        planned = self._plan(spec.part, spec.hidden)
-        table, cfg, data = planned
-        _wire.send(stream, {"part": spec.part, "hidden": spec.hidden, "config": cfg,
-                       "given": given_of(table, data)})
+        plan = self._planner.plan(spec.part, spec.hidden, hello)  # ValueError: the hello is no data
+        stream.write(plan.encode() + b"\n")
+        stream.flush()
         conn.settimeout(None)  # the probes take what the cell's time-out allows (close_cell ends it)
-        try:
-            message = _wire.receive(stream)
-            sent = message.get("report") if isinstance(message, dict) else None
-            if sent is None:
-                sent = {"malformed": "the message holds no report"}
-        except _wire.WireError as e:
-            sent = {"malformed": str(e)[:300]}
-        report = checks.judge(spec.part, spec.hidden, sent, points=spec.points, planned=planned)
-        record = CellRecord(spec.grade_id, spec.part, spec.hidden, spec.points, report.earned, "judged",
-                            report.lines(),
-                            [{"name": r.name, "weight": r.weight, "passed": r.passed, "message": r.message}
-                             for r in report.results])
+        verdict = self._planner.verdict(spec.part, spec.hidden, spec.points,
+                                        stream.readline(self._limit + 1))
+        record = CellRecord(spec.grade_id, spec.part, spec.hidden, spec.points, verdict["earned"], "judged",
+                            verdict["lines"], verdict["results"])
         with self._lock:
             if self._cell is not cell:
                 return  # the cell ended meanwhile: its record says incomplete
             cell.record = record
-        _wire.send(stream, {"lines": record.lines, "earned": record.earned, "points": spec.points,
-                       "failures": report.failures})
+        _send(stream, {"lines": record.lines, "earned": record.earned, "points": spec.points,
+                       "failures": verdict["failures"]})
+
+
+def _send(stream, message: Dict[str, Any]) -> None:
+    """One line of plain data to the kernel (as :func:`cfgflow.checks._wire.send` writes it)."""
+    stream.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+    stream.flush()

@@ -35,7 +35,7 @@ from . import _wire
 from ._core import CheckTable, Fail, Report, SubCheck, probe_part, run_part
 
 TABLES: Dict[str, CheckTable] = course.tables(__name__)  # the parts of cfgflow/course.py, in notebook order
-JUDGE_ENV = "CFGFLOW_JUDGE"  # path of the judge's Unix socket in a graded kernel
+JUDGE_ENV = course.JUDGE_ENV  # path of the judge's Unix socket in a graded kernel
 
 __all__ = ["check", "run_check", "CheckFailed", "TABLES", "Fail", "CheckTable", "Report", "SubCheck"]
 

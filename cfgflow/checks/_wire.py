@@ -135,7 +135,12 @@ def send(stream, message: Any) -> None:
 def receive(stream) -> Any:
     """Read one line written by :func:`send`; :class:`WireError` when nothing arrives, the line is
     over the size limit or it is not data of the agreed form."""
-    line = stream.readline(LIMITS.bytes + 1)
+    return parse(stream.readline(LIMITS.bytes + 1))
+
+
+def parse(line: bytes) -> Any:
+    """The data of one line read by :func:`receive` (at most ``LIMITS.bytes + 1`` bytes: the judge's
+    server reads the kernel's lines itself and hands them here); :class:`WireError` as there."""
     if not line:
         raise WireError("nothing arrived (the other side closed the connection)")
     if len(line) > LIMITS.bytes:

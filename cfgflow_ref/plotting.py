@@ -1,0 +1,8 @@
+"""``cfgflow_ref.plotting`` is :mod:`cfgflow.plotting` (the same module object), imported only
+when asked for: it pulls matplotlib, seaborn and torchvision."""
+
+import sys
+
+from cfgflow import plotting
+
+sys.modules[__name__] = plotting
