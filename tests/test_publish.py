@@ -63,9 +63,13 @@ def _normalise(line: str) -> str:
     return re.sub(r"\s+#.*$", "", line).strip()
 
 
+# Lines of solution regions that compute no part and that the given code uses as well.
+GENERIC_LINES = {"with torch.no_grad():"}
+
+
 def solution_lines() -> Set[str]:
     """Every line of a ``### BEGIN/END SOLUTION`` region (comments dropped), at least 12
-    characters long (``)`` or ``return x`` are no answer)."""
+    characters long (``)`` or ``return x`` are no answer), except :data:`GENERIC_LINES`."""
     lines = set()
     for nb in _source_notebooks().values():
         for cell in filter(_is_solution_cell, nb.cells):
@@ -75,7 +79,7 @@ def solution_lines() -> Set[str]:
                     inside = line.strip() == _MARKERS[0]
                 elif inside and len(_normalise(line).replace(" ", "")) >= 12:
                     lines.add(_normalise(line))
-    return lines
+    return lines - GENERIC_LINES
 
 
 # Formula primitives that would implement a graded part, looked for in CODE tokens only
