@@ -170,7 +170,7 @@ class LatentConfig:
     latent_channels: int = 4
     hidden_channels: Tuple[int, ...] = (32, 64)
     heads: int = 4
-    beta: float = 1.0
+    beta: float = 0.1  # measured: docs/training.md, "Notebook 3"
     vae_batch_size: int = 128
     vae_steps: Optional[int] = 4000
     vae_time_s: Optional[float] = None

@@ -127,11 +127,14 @@ def _group_norm(channels: int) -> nn.GroupNorm:
 
 
 class FiLMConvBlock(nn.Module):
-    """A residual conv block whose middle is modulated by the conditioning vector ``c`` (FiLM:
-    feature-wise scale and shift regressed from ``c``):
+    """A residual conv block whose middle is modulated by the conditioning vector ``c`` (FiLM,
+    Perez et al. 2018: a feature-wise gain and bias regressed from ``c``):
 
-        h = conv3x3(SiLU(GroupNorm(x)));  h = GroupNorm(h) * (1 + scale(c)) + shift(c)
+        h = conv3x3(SiLU(GroupNorm(x)));  h = GroupNorm(h) * gain(c) + bias(c)
         out = x + conv3x3(SiLU(h))      (the last conv starts at zero: the block starts as the identity)
+
+    The gain's bias starts at 1 (plus Linear's usual small random init), so the gain starts
+    near 1.
 
     ``x: (b, k, h, w)``, ``c: (b, d)`` -> ``(b, k, h, w)``.
     """
@@ -141,14 +144,16 @@ class FiLMConvBlock(nn.Module):
         self.norm1, self.norm2 = _group_norm(channels), _group_norm(channels)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.film = nn.Linear(cond_dim, 2 * channels)
+        self.film = nn.Linear(cond_dim, 2 * channels)  # -> (gain, bias)
+        with torch.no_grad():
+            self.film.bias[:channels] += 1.0
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))  # (b, k, h, w)
-        scale, shift = self.film(F.silu(c))[:, :, None, None].chunk(2, dim=1)  # 2 x (b, k, 1, 1)
-        h = self.norm2(h) * (1 + scale) + shift
+        gain, bias = self.film(F.silu(c))[:, :, None, None].chunk(2, dim=1)  # 2 x (b, k, 1, 1)
+        h = self.norm2(h) * gain + bias
         return x + self.conv2(F.silu(h))
 
 
@@ -191,8 +196,7 @@ class LatentConvField(ConditionalVectorField):
         if x.dim() != 4 or x.shape[1] != self.channels or x.shape[2] % 2 or x.shape[3] % 2:
             raise ValueError(f"x must have shape (b, {self.channels}, h, w) with even h and w, "
                              f"got {tuple(x.shape)}")
-        b = x.shape[0]
-        c = self.time_mlp(t.reshape(b, 1).to(x.dtype)) + self.label_embedding(y)  # (b, d)
+        c = self.time_mlp(t.reshape(-1, 1).to(x.dtype)) + self.label_embedding(y)  # (b, d)
         h = self.conv_in(x)  # (b, k, h, w)
         for block in self.high:
             h = block(h, c)
