@@ -26,8 +26,6 @@ are recorded numbers (``data/vae_loss.json``; graded: computed by the judge).
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ._core import CheckTable, Fail, SubCheck, as_obs, close, max_err, shape_of
@@ -56,7 +54,7 @@ WRONG_STDS = [
     ("std_one", "the spread ignores logvar (noise of standard deviation 1): scale the noise by "
      "exp(logvar / 2)"),
 ]
-UNIFORM_STD = 1 / math.sqrt(12)  # std of U[0, 1): the spread of torch.rand noise relative to the expected std
+UNIFORM_STD = 1 / 12 ** 0.5  # std of U[0, 1): the spread of torch.rand noise relative to the expected std
 
 
 def _sample(ctx, mean, logvar):
