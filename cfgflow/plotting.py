@@ -1,6 +1,11 @@
 """Figures for the notebooks: noisy-path snapshots, the GMM sanity-check panels, and
 sample grids per guidance scale. Functions return the matplotlib Figure (they never call
-``plt.show()``) so notebooks display them and scripts save them."""
+``plt.show()``) so notebooks display them and scripts save them.
+
+seaborn (its palette) and torchvision (its image grids) are imported by the functions that use
+them: every grading kernel imports this module, and the two cost about 3.5 s per kernel on a
+laptop-class CPU (torchvision brings ``torch._dynamo`` with it), most of it for figures a
+notebook may never draw while graded."""
 
 from __future__ import annotations
 
@@ -9,18 +14,25 @@ from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 import torch
-from torchvision.utils import make_grid, save_image
 
 from .data import unnormalize
 from .simulation import sample_cfg
 from .training import model_device
 
 
+def _palette(k: int) -> list:
+    """seaborn's "deep" palette, ``k`` colours (cycled past ten)."""
+    import seaborn as sns
+
+    return sns.color_palette("deep", k)
+
+
 def _grid_image(images: torch.Tensor, nrow: int) -> np.ndarray:
     """``(b, 1, h, w)`` in model space -> ``(H, W, 3)`` numpy image in [0, 1] for imshow
     (a numpy array: matplotlib warns on torch tensors, and a warning costs a graded cell)."""
+    from torchvision.utils import make_grid
+
     return make_grid(unnormalize(images.detach().float().cpu()), nrow=nrow, padding=2,
                      pad_value=1.0).permute(1, 2, 0).numpy()
 
@@ -44,7 +56,7 @@ def plot_gmm_panels(gmm, model, guidance_scale: float = 1.0, n_per_mode: int = 2
     k = gmm.num_components
     null_label = k if null_label is None else null_label
     device = model_device(model)
-    palette = sns.color_palette("deep", k)
+    palette = _palette(k)
     fig, axes = plt.subplots(1, 3, figsize=(15, 5), sharex=True, sharey=True)
     x, labels = gmm.sample(n_per_mode * k)
     for c in range(k):
@@ -96,7 +108,7 @@ def plot_gmm_guidance(gmm, model, guidance_scales: Sequence[float] = (1.0, 4.0),
     k = gmm.num_components
     null_label = k if null_label is None else null_label
     device = model_device(model)
-    palette = sns.color_palette("deep", k)
+    palette = _palette(k)
     n = 2 + len(guidance_scales)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), sharex=True, sharey=True)
     x, labels = gmm.sample(n_per_mode * k)
@@ -212,6 +224,8 @@ def save_sample_grids(model, output_dir: str, prefix: str = "samples",
                       samples_per_class: int = 8, num_steps: int = 30,
                       null_label: int = 10) -> list:
     """Write ``{prefix}_w{w}.png`` (rows = digits 0-9) per guidance scale; returns the paths."""
+    from torchvision.utils import save_image
+
     paths = []
     for w in guidance_scales:
         imgs = generate_class_grid(model, w, samples_per_class, num_steps, null_label)
