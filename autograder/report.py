@@ -185,22 +185,30 @@ def summarize(results, cells, assignment: str, similarity=None) -> dict:
 BLUE, ORANGE, RED, GREY = "#3b6ea8", "#e8873a", "#c0392b", "#8a94a6"
 
 
+# matplotlib's own copy of seaborn's "whitegrid" style (no seaborn import: its scipy costs the
+# engine about 2 s per batch), at the sizes of seaborn's "talk" context scaled by 0.72
+STYLE = ("seaborn-v0_8-whitegrid", {
+    "font.size": 13, "axes.labelsize": 13, "axes.titlesize": 13, "legend.fontsize": 12,
+    "xtick.labelsize": 12, "ytick.labelsize": 12, "axes.linewidth": 1.875, "grid.linewidth": 1.5,
+    "patch.edgecolor": "white", "patch.force_edgecolor": True,
+    "axes.spines.top": False, "axes.spines.right": False, "grid.color": "#e6e9ef",
+    "axes.edgecolor": "#c3c9d4", "axes.titleweight": "bold"})
+
+
 def _theme():
     import matplotlib
 
     matplotlib.use("Agg")
-    import seaborn as sns
+    import matplotlib.style
 
-    sns.set_theme(style="whitegrid", context="talk", font_scale=0.72,
-                  rc={"axes.spines.top": False, "axes.spines.right": False, "grid.color": "#e6e9ef",
-                      "axes.edgecolor": "#c3c9d4", "axes.titleweight": "bold", "axes.titlesize": 13})
+    matplotlib.style.use(STYLE)
 
 
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
