@@ -125,6 +125,32 @@ def test_find_submissions_layouts(course):
     assert len(found) == 9
 
 
+def test_new_gradebook_is_the_one_nbgrader_makes(tmp_path):
+    """create_gradebook skips nbgrader's ``alembic heads`` subprocess: same tables, same columns,
+    same alembic revision, same course row as a gradebook nbgrader creates itself."""
+    import sqlite3
+
+    from nbgrader.api import Gradebook
+
+    from autograder.grade.config import COURSE_ID
+    from autograder.grade.merge import create_gradebook
+
+    ours, theirs = tmp_path / "ours.db", tmp_path / "theirs.db"
+    create_gradebook(ours)
+    with Gradebook(f"sqlite:///{theirs}", COURSE_ID):
+        pass
+
+    def content(path):
+        with sqlite3.connect(path) as db:
+            schema = sorted(db.execute("SELECT type, name, sql FROM sqlite_master").fetchall())
+            return (schema, db.execute("SELECT version_num FROM alembic_version").fetchall(),
+                    db.execute("SELECT id FROM course").fetchall())
+
+    schema, version, course = content(ours)
+    assert (schema, version, course) == content(theirs)
+    assert len(version) == 1 and version[0][0] and course == [(COURSE_ID,)]
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="workers"):
         GradeConfig(workers=0)

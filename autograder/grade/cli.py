@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from autograder.grade.config import IsolationRequired, add_config_options, config_from_args
+from autograder.grade.config import (
+    IsolationRequired,
+    add_config_options,
+    config_from_args,
+    skip_unused_imports,
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,10 +37,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     if args.worker_job:
-        # jsonschema (nbformat's validator) imports the optional ``rfc3987_syntax`` for its "iri"
-        # format, which no notebook schema uses; building its grammar costs 1.5 s per submission
-        if "jsonschema" not in sys.modules:
-            sys.modules.setdefault("rfc3987_syntax", None)
+        skip_unused_imports()
         from autograder.grade.worker import worker_main
 
         code = worker_main(args.worker_job)

@@ -45,8 +45,9 @@ from autograder.grade.config import (
     GradeConfig,
     Status,
     shard_students,
+    skip_unused_imports,
 )
-from autograder.grade.merge import merge_gradebook
+from autograder.grade.merge import create_gradebook, merge_gradebook
 from autograder.grade.outputs import CellInfo, StudentResult, write_csv, write_plain_feedback
 from autograder.grade.worker import tail
 
@@ -143,6 +144,7 @@ def build_template(cfg: GradeConfig, root: Path,
     src = cfg.source_dir / cfg.assignment
     shutil.copytree(src, template / "source" / cfg.assignment,
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    create_gradebook(template / "gradebook.db")  # without nbgrader's alembic subprocess
     api = NbGraderAPI(config=cfg.nbgrader_config(template))
     res = api.generate_assignment(cfg.assignment, force=True, create=True)
     if not res.get("success", False):
@@ -383,6 +385,7 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
     """
     if cfg.against is not None and not Path(cfg.against).is_dir():
         raise ValueError(f"--against {cfg.against}: not a folder")
+    skip_unused_imports()
     sources = Sources.read(cfg)
     isolation = cfg.isolation_mode()
     if isolation == ISOLATION_NONE:
@@ -411,8 +414,8 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
     root.mkdir(parents=True, exist_ok=True)
     service = None
     try:
+        service = _planner(sources)  # plans in its thread while the template is built
         template, cells = build_template(cfg, root, sources)
-        service = _planner(sources)
         batch = Batch(cfg, template, sources, cells, root / "work", isolation, binds, kernel_binds,
                       None if out_dir is None else out_dir / "feedback", service.path)
         batch.work_root.mkdir()
@@ -462,9 +465,10 @@ def grade_submissions(submissions_dir: Path, cfg: GradeConfig, out_dir: Optional
 
 def _planner(sources: Sources):
     """The batch's planner (:mod:`autograder.judge.planner`): plans every graded cell's part once,
-    in a thread of this process, while the first workers start; their judges ask it for the plans
-    and the verdicts, so no worker imports torch or the reference. Its socket is in a folder of
-    its own, with a short path (a Unix socket's is limited to about 100 bytes)."""
+    in a thread of this process, while the template course is built and the first workers start;
+    their judges ask it for the plans and the verdicts, so no worker imports torch or the
+    reference. Its socket is in a folder of its own, with a short path (a Unix socket's is
+    limited to about 100 bytes)."""
     from autograder.judge.planner import Service
     from autograder.judge.preprocessors import graded_cells
 

@@ -1,4 +1,5 @@
-"""Joining results: every student's grades into one gradebook, and several runs' outputs into one."""
+"""Gradebooks and joining results: a new gradebook, every student's grades into one gradebook, and
+several runs' outputs into one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,34 @@ from typing import Optional
 from autograder.grade import records
 from autograder.grade.config import COURSE_ID
 from autograder.grade.outputs import CellInfo, StudentResult, csv_columns, write_csv
+
+
+def create_gradebook(db_path: Path) -> None:
+    """A new, empty nbgrader gradebook at ``db_path``, as nbgrader's ``Gradebook`` makes one.
+
+    nbgrader creates the tables and stamps the file with its schema's alembic revision, which it
+    reads by running the ``alembic heads`` command in a subprocess: about 3 s of every batch's
+    start. Here the revision comes from alembic's own API on nbgrader's migration scripts
+    (``alembic heads`` is a front end to it), in-process; nbgrader then opens the file as an
+    existing gradebook. tests/test_grade_engine.py checks both make the same file.
+    """
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader.api import Base, Gradebook, _temp_alembic_ini
+    from sqlalchemy import create_engine, text
+
+    with _temp_alembic_ini(f"sqlite:///{db_path}") as ini:
+        head = ScriptDirectory.from_config(Config(ini)).get_current_head()
+    engine = create_engine(f"sqlite:///{db_path}", future=True)
+    try:
+        Base.metadata.create_all(bind=engine)
+        with engine.begin() as db:
+            db.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            db.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head})
+    finally:
+        engine.dispose()
+    with Gradebook(f"sqlite:///{db_path}", COURSE_ID):  # nbgrader's own check: the course row
+        pass
 
 
 def merge_gradebook(db_path: Path, template_db: Path, results: list[StudentResult],
