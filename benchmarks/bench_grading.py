@@ -4,6 +4,7 @@
     python benchmarks/bench_grading.py --assignments 01_cfg --n 4 --workers 1 2
     python benchmarks/bench_grading.py --before 4f7dc0b        # "before" = the engine at that commit
     python benchmarks/bench_grading.py --before none --isolation none auto   # this tree; sandbox cost
+    python benchmarks/bench_grading.py --before 071480d --repeat 3   # interleaved, medians compared
 
 Builds the example submissions from a fresh release (complete / buggy / untouched, cycled to
 ``--n`` students) and grades the same folder with each engine: "before" is the engine at git
@@ -12,6 +13,11 @@ skips it), "after" the engine of this tree. Each grading runs in its own Python 
 ``PYTHONPATH`` pointing at that engine's tree (:func:`autograder.grade.grade_submissions`:
 template course, one private course and sandboxed worker per submission, CSV / feedback / merged
 gradebook), one engine after the other, so they share the machine alike.
+
+With ``--repeat R`` every configuration is graded R times, the engines interleaved (before, after,
+after, before, ...: a machine that slows down or speeds up during the run weighs on both alike),
+and a last table compares the median wall times: after / before per assignment. On a shared
+virtual machine single runs of the same engine differ by up to 30 %; compare medians.
 
 Prints per run: wall time, students per minute, mean seconds per student, the 1-minute load
 average before and after (other jobs distort the numbers; record it), and where an engine reports
@@ -29,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,11 +114,15 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, nargs="+", default=[2])
     p.add_argument("--before", default="4f7dc0b",
                    help="git revision of the 'before' engine ('none': only this tree)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="grade each configuration this many times, engines interleaved; compare medians")
     p.add_argument("--isolation", nargs="+", default=["auto"], choices=["auto", "none"],
                    help="grade once per isolation mode (none: no sandbox; auto: bwrap if installed)")
     args = p.parse_args(argv)
     if args.n < 1:
         p.error(f"--n must be >= 1, got {args.n}")
+    if args.repeat < 1:
+        p.error(f"--repeat must be >= 1, got {args.repeat}")
 
     rows, same = [], True
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
@@ -124,16 +135,17 @@ def main(argv=None) -> int:
             for a in args.assignments:
                 subs = make_batch(a, args.n, tmp / a)
                 scores = {}
-                for iso in args.isolation:
-                    for w in args.workers:
-                        for label, tree in trees:
-                            r = _run(_GRADE, tree, str(subs), str(tmp / a / f"out-{label}-{iso}{w}"), a,
-                                     str(w), iso)
-                            scores[label, iso, w] = r["scores"]
-                            rows.append((a, label, w, r["isolation"], r, len(r["scores"])))
-                            print(f"  {a} {label} workers={w} isolation={r['isolation']}: "
-                                  f"{len(r['scores'])} students in {r['wall']:.1f} s", file=sys.stderr,
-                                  flush=True)
+                for rep, iso, w in [(k, i, w) for k in range(args.repeat) for i in args.isolation
+                                    for w in args.workers]:
+                    for label, tree in (trees if rep % 2 == 0 else trees[::-1]):
+                        # a fresh OUT per run: a rerun into the same OUT would reuse its records
+                        out = tmp / a / f"out-{label}-{iso}{w}-{rep}"
+                        r = _run(_GRADE, tree, str(subs), str(out), a, str(w), iso)
+                        scores[label, iso, w, rep] = r["scores"]
+                        rows.append((a, label, w, r["isolation"], r, len(r["scores"])))
+                        print(f"  {a} {label} workers={w} isolation={r['isolation']}: "
+                              f"{len(r['scores'])} students in {r['wall']:.1f} s", file=sys.stderr,
+                              flush=True)
                 same = same and all(sc == next(iter(scores.values())) for sc in scores.values())
         finally:
             for label, tree in trees:
@@ -157,6 +169,18 @@ def main(argv=None) -> int:
               + f"  {r['load0']:>4.1f}/{r['load1']:<4.1f}")
     print(f"steps: mean seconds per student (process = the sandboxed worker process, wall; autograde "
           f"includes the kernel's start-up); a bare grading kernel starts in {kernel:.1f} s here")
+    if len(trees_labels := sorted({row[1] for row in rows})) == 2:
+        print(f"\nmedian wall over {args.repeat} run(s) each (after / before: below 1 is faster)")
+        for a in args.assignments:
+            for iso, w in sorted({(row[3], row[2]) for row in rows if row[0] == a}):
+                med = {label: statistics.median(row[4]["wall"] for row in rows
+                                                if row[:4] == (a, label, w, iso))
+                       for label in trees_labels}
+                n = next(row[5] for row in rows if row[0] == a)
+                print(f"{a:<10}  workers={w}  {iso:>5}:  before {med['before']:6.1f} s "
+                      f"({60 * n / med['before']:5.2f} students/min)   after {med['after']:6.1f} s "
+                      f"({60 * n / med['after']:5.2f} students/min)   after / before "
+                      f"{med['after'] / med['before']:.3f}")
     print("scores and statuses identical across runs:", same)
     return 0 if same else 1
 
