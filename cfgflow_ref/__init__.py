@@ -8,7 +8,7 @@ every X of either. The given modules are the same module objects under both name
 students (docs/grading.md, "Deployment").
 
 The names are imported on first use (PEP 562, the table :data:`_EXPORTS`): the judge's recorders
-need ``cfgflow_ref.MHA``, not matplotlib, seaborn and torchvision (``cfgflow.plotting``: 3 s).
+need ``cfgflow_ref.MHA``, not matplotlib (``cfgflow.plotting``).
 """
 
 import importlib

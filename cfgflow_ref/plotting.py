@@ -1,5 +1,5 @@
 """``cfgflow_ref.plotting`` is :mod:`cfgflow.plotting` (the same module object), imported only
-when asked for: it pulls matplotlib, seaborn and torchvision."""
+when asked for: it pulls matplotlib."""
 
 import sys
 

@@ -34,6 +34,25 @@ def _is_png(path) -> bool:
         return f.read(8) == PNG_MAGIC
 
 
+@pytest.mark.parametrize("b, c, nrow, padding", [(1, 1, 8, 2), (2, 1, 8, 2), (10, 1, 4, 2),
+                                                  (12, 1, 3, 0), (7, 3, 5, 1), (5, 1, 1, 3)])
+def test_tile_is_torchvisions_make_grid(b, c, nrow, padding):
+    from torchvision.utils import make_grid
+
+    from cfgflow.plotting import tile
+
+    images = torch.rand(b, c, 6, 5)
+    assert torch.equal(tile(images, nrow, padding, pad_value=0.25),
+                       make_grid(images, nrow=nrow, padding=padding, pad_value=0.25))
+
+
+def test_tile_names_a_wrong_shape():
+    from cfgflow.plotting import tile
+
+    with pytest.raises(ValueError, match=r"images: expected \(b, c, h, w\), got shape \(6, 5\)"):
+        tile(torch.rand(6, 5), 4)
+
+
 @pytest.mark.filterwarnings("error")  # a warning on stderr would zero a graded notebook cell
 def test_plot_path_snapshots(tmp_path):
     path = GaussianConditionalProbabilityPath(GMM.symmetric_2d(), [1, 32, 32], LinearAlpha(), LinearBeta())

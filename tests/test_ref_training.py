@@ -274,7 +274,7 @@ def test_dit_training_loss_is_device_correct_on_meta():
     assert loss.device.type == "meta" and loss.shape == ()
 
 
-@pytest.mark.slow  # ~10-17 s on a loaded 2-core machine (imports torchvision/seaborn, samples)
+@pytest.mark.slow  # ~10-17 s on a loaded 2-core machine (imports torchvision, samples)
 def test_mnist_trainer_checkpoints_write_model_and_grids(tmp_path):
     from cfgflow_ref.models import MNISTDiffusionTransformer
     from cfgflow_ref.training import MNISTCFGTrainer
