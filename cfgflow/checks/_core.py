@@ -255,6 +255,23 @@ def raising_as(when: str, hint: str, fn, *args):
         raise Fail(f"{when} {describe_exception(e, {})} -> {hint}") from e
 
 
+def on_meta(run: Callable[[], Any], errors: Tuple[type, ...] = (RuntimeError,),
+            names_device: Callable[[BaseException], bool] = lambda e: "device" in str(e).lower()
+            ) -> Tuple[Optional[str], Optional[str]]:
+    """Run ``run()``: the student's code on meta-device tensors, the stand-in for a GPU where there
+    is none. ``(the exception's type name, None)`` when it raised one of ``errors`` that
+    ``names_device`` takes for a device mismatch (by default: its text names a device), else
+    ``(None, the device type of the result)`` (None when the result is no tensor). Any other
+    exception is the student's own and propagates."""
+    try:
+        out = run()
+    except errors as e:
+        if names_device(e):
+            return type(e).__name__, None
+        raise
+    return None, out.device.type if isinstance(out, torch.Tensor) else None
+
+
 def at_batch1(fn, *args):
     """Call ``fn(*args)`` on batch-size-1 inputs whose ``t`` has shape ``(1,)`` (the other t shape
     has its own sub-check); an exception becomes a failure that names batch size 1."""

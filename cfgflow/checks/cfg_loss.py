@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._core import CheckTable, Fail, SubCheck, as_obs, close, max_err, shape_of
+from ._core import CheckTable, Fail, SubCheck, as_obs, close, max_err, on_meta, shape_of
 
 CONFIG = {"seed": 0, "eta": 0.3, "null_label": 7, "classes": 4, "eps": 0.05, "b": 3000, "dim": 2}
 LOSS_B = 64  # batch size of the loss sub-check
@@ -328,14 +328,8 @@ def _verdict_eps(obs, exp):
 def _probe_device(ctx):
     """A run on the meta device: whether it raised a RuntimeError that names a device (any other
     error is the student's exception, reported as such), else the device type of the loss."""
-    try:
-        loss, _, _ = _run(ctx, b=16, device="meta")
-    except RuntimeError as e:
-        if "device" in str(e).lower():
-            return {"raised": type(e).__name__, "mentions_device": True, "loss_device": None}
-        raise
-    device = loss.device.type if isinstance(loss, torch.Tensor) else None
-    return {"raised": None, "mentions_device": False, "loss_device": device}
+    raised, device = on_meta(lambda: _run(ctx, b=16, device="meta")[0])
+    return {"raised": raised, "mentions_device": raised is not None, "loss_device": device}
 
 
 def _verdict_device(obs, exp):

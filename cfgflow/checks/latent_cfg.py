@@ -26,7 +26,18 @@ import torch.nn as nn
 
 from ..data import unnormalize
 from . import cfg_loss
-from ._core import CheckTable, Context, Fail, SubCheck, as_obs, close, expect_shape, max_err, shape_of
+from ._core import (
+    CheckTable,
+    Context,
+    Fail,
+    SubCheck,
+    as_obs,
+    close,
+    expect_shape,
+    max_err,
+    on_meta,
+    shape_of,
+)
 from .cfg_loss import _FixedData, _FixedModel, _FixedPath, _loss_and_calls, _Path, inputs_obs
 
 # --------------------------------------------------------------------------------------------
@@ -343,6 +354,9 @@ def _verdict_eps(obs, exp):
         cfg_loss._verdict_eps(obs, exp)
 
 
+_META_ERRORS = (RuntimeError, NotImplementedError)  # a CPU tensor meeting meta ones: either, by the op
+
+
 def _names_device(e: BaseException) -> bool:
     """Whether an exception is a device mismatch with the meta device's tensors (a RuntimeError
     that names a device, or the NotImplementedError of copying a meta tensor to the CPU; a bare
@@ -354,14 +368,8 @@ def _names_device(e: BaseException) -> bool:
 def _probe_device(ctx):
     """A run on the meta device (cfg_loss's pattern): whether it raised a RuntimeError that names
     a device, else the loss's device type."""
-    try:
-        loss, _, _ = _run(ctx, b=16, device="meta")
-    except (RuntimeError, NotImplementedError) as e:
-        if _names_device(e):
-            return {"raised": type(e).__name__, "mentions_device": True, "loss_device": None}
-        raise
-    device = loss.device.type if isinstance(loss, torch.Tensor) else None
-    return {"raised": None, "mentions_device": False, "loss_device": device}
+    raised, device = on_meta(lambda: _run(ctx, b=16, device="meta")[0], _META_ERRORS, _names_device)
+    return {"raised": raised, "mentions_device": raised is not None, "loss_device": device}
 
 
 LATENT_CFG_LOSS = CheckTable(
@@ -629,14 +637,10 @@ def _probe_device_s(ctx):
     model, vae = doubles(ctx.cfg, _given(ctx), device="meta")
     sampler = _new_sampler(ctx, model, vae, ctx["scale"])
     y = ctx.tensor("y").long().to("meta")
-    try:
-        out = sampler.sample(y, ctx["w"], num_steps=2, solver="euler", x0=None)
-    except (RuntimeError, NotImplementedError) as e:  # a CPU tensor meeting meta ones: either, by the op
-        if _names_device(e):
-            return {"raised": True, "device": None, "decoded": [], "model_calls": model.calls}
-        raise
-    device = out.device.type if isinstance(out, torch.Tensor) else None
-    return {"raised": False, "device": device, "decoded": vae.decoded, "model_calls": model.calls}
+    raised, device = on_meta(lambda: sampler.sample(y, ctx["w"], num_steps=2, solver="euler", x0=None),
+                             _META_ERRORS, _names_device)
+    return {"raised": raised is not None, "device": device, "decoded": [] if raised else vae.decoded,
+            "model_calls": model.calls}
 
 
 def _verdict_device_s(obs, exp):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import CheckTable, Fail, SubCheck, as_obs, close, max_err, shape_of
+from ._core import CheckTable, Fail, SubCheck, as_obs, close, max_err, on_meta, shape_of
 
 # --------------------------------------------------------------------------------------------
 # reparameterize
@@ -256,18 +256,15 @@ def _probe_device(ctx):
     validate = dist._validate_args
     dist.set_default_validate_args(False)
     try:
-        s = _sample(ctx, mean, torch.zeros((), device="meta"))
+        raised, device = on_meta(lambda: _sample(ctx, mean, torch.zeros((), device="meta")))
     except RuntimeError as e:
-        text = str(e).lower()
-        if "device" in text:
-            return {"raised": type(e).__name__, "mentions_device": True, "device": None}
-        if "meta tensor" in text:  # code that reads values (e.g. .item()): a device cannot be judged
-            return {"raised": type(e).__name__, "mentions_device": False, "device": "undecided"}
-        raise
+        if "meta tensor" not in str(e).lower():
+            raise
+        # code that reads values (e.g. .item()): a device cannot be judged
+        return {"raised": type(e).__name__, "mentions_device": False, "device": "undecided"}
     finally:
         dist.set_default_validate_args(validate)
-    device = s.device.type if isinstance(s, torch.Tensor) else None
-    return {"raised": None, "mentions_device": False, "device": device}
+    return {"raised": raised, "mentions_device": raised is not None, "device": device}
 
 
 def _verdict_device(obs, exp):
