@@ -169,13 +169,13 @@ def main(argv=None) -> int:
               + f"  {r['load0']:>4.1f}/{r['load1']:<4.1f}")
     print(f"steps: mean seconds per student (process = the sandboxed worker process, wall; autograde "
           f"includes the kernel's start-up); a bare grading kernel starts in {kernel:.1f} s here")
-    if len(trees_labels := sorted({row[1] for row in rows})) == 2:
+    if len(trees) == 2:
         print(f"\nmedian wall over {args.repeat} run(s) each (after / before: below 1 is faster)")
         for a in args.assignments:
             for iso, w in sorted({(row[3], row[2]) for row in rows if row[0] == a}):
                 med = {label: statistics.median(row[4]["wall"] for row in rows
                                                 if row[:4] == (a, label, w, iso))
-                       for label in trees_labels}
+                       for label, _ in trees}
                 n = next(row[5] for row in rows if row[0] == a)
                 print(f"{a:<10}  workers={w}  {iso:>5}:  before {med['before']:6.1f} s "
                       f"({60 * n / med['before']:5.2f} students/min)   after {med['after']:6.1f} s "
